@@ -1,0 +1,153 @@
+"""Attention over the encoder memory, chosen by name from ``ATTENTIONS``.
+
+Every kind scores each memory position, masks padding with the mask that
+``masking.padding_mask`` made (True = padding), and returns the softmax weights and the
+weighted sum of the memory. ``prepare`` computes once per source what depends on the
+memory alone (projected keys), so a decoding step only pays for the query.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class DotConfig:
+    """Luong dot: ``score_j = q . m_j``; needs decoder hidden size == encoder output size."""
+
+    name: str = "dot"
+
+
+@dataclass
+class GeneralConfig:
+    """Luong general: ``score_j = (W q) . m_j``."""
+
+    name: str = "general"
+
+
+@dataclass
+class AdditiveConfig:
+    """Bahdanau / Show-Attend-Tell: ``score_j = v . tanh(W q + U m_j)``.
+
+    ``gate`` multiplies the context by ``sigmoid(W_b q)`` (Show-Attend-Tell's beta).
+    """
+
+    name: str = "additive"
+    dim: int = 128
+    gate: bool = False
+
+
+@dataclass
+class LocationConfig:
+    """Location-aware (Chorowski et al. 2015): ``v . tanh(W q + U m_j + V (F * a_prev)_j)``.
+
+    ``F`` is a 1-D convolution with ``channels`` filters of odd width ``kernel_size`` over
+    the previous step's attention weights.
+    """
+
+    name: str = "location"
+    dim: int = 128
+    channels: int = 10
+    kernel_size: int = 31
+
+
+class Attention(nn.Module):
+    """Base class: subclasses implement ``prepare`` and ``_scores``."""
+
+    def prepare(self, memory: Tensor) -> Tensor:
+        """``(B, S, D)`` memory -> keys ``(B, S, *)`` reused at every decoding step."""
+        return memory
+
+    def forward(
+        self, query: Tensor, memory: Tensor, keys: Tensor, mask: Tensor, previous: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Attend.
+
+        Args:
+            query: ``(B, Q)`` decoder state.
+            memory: ``(B, S, D)`` encoder memory.
+            keys: ``(B, S, *)`` from ``prepare(memory)``.
+            mask: ``(B, S)`` bool, True = padding.
+            previous: ``(B, S)`` attention weights of the previous step (zeros at the start).
+
+        Returns:
+            context ``(B, D)`` and weights ``(B, S)`` (zero on padding, summing to 1).
+        """
+        scores = self._scores(query, keys, previous).masked_fill(mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        context = torch.bmm(weights.unsqueeze(1), memory).squeeze(1)
+        return self._gate(query, context), weights
+
+    def _scores(self, query: Tensor, keys: Tensor, previous: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _gate(self, query: Tensor, context: Tensor) -> Tensor:
+        return context
+
+
+class DotAttention(Attention):
+    def __init__(self, config: DotConfig, query_dim: int, memory_dim: int) -> None:
+        super().__init__()
+        if query_dim != memory_dim:
+            raise ValueError(
+                f"dot attention needs decoder.hidden_dim ({query_dim}) == encoder output "
+                f"size ({memory_dim}); use 'general' or set encoder.output_dim"
+            )
+
+    def _scores(self, query: Tensor, keys: Tensor, previous: Tensor) -> Tensor:
+        return torch.bmm(keys, query.unsqueeze(2)).squeeze(2)
+
+
+class GeneralAttention(Attention):
+    def __init__(self, config: GeneralConfig, query_dim: int, memory_dim: int) -> None:
+        super().__init__()
+        self.query_projection = nn.Linear(query_dim, memory_dim, bias=False)
+
+    def _scores(self, query: Tensor, keys: Tensor, previous: Tensor) -> Tensor:
+        return torch.bmm(keys, self.query_projection(query).unsqueeze(2)).squeeze(2)
+
+
+class AdditiveAttention(Attention):
+    def __init__(self, config: AdditiveConfig, query_dim: int, memory_dim: int) -> None:
+        super().__init__()
+        self.query_projection = nn.Linear(query_dim, config.dim, bias=False)
+        self.memory_projection = nn.Linear(memory_dim, config.dim)
+        self.energy = nn.Linear(config.dim, 1, bias=False)
+        self.gate = nn.Linear(query_dim, memory_dim) if config.gate else None
+
+    def prepare(self, memory: Tensor) -> Tensor:
+        return self.memory_projection(memory)
+
+    def _scores(self, query: Tensor, keys: Tensor, previous: Tensor) -> Tensor:
+        return self.energy(torch.tanh(keys + self.query_projection(query).unsqueeze(1))).squeeze(2)
+
+    def _gate(self, query: Tensor, context: Tensor) -> Tensor:
+        if self.gate is None:
+            return context
+        return torch.sigmoid(self.gate(query)) * context
+
+
+class LocationAttention(AdditiveAttention):
+    def __init__(self, config: LocationConfig, query_dim: int, memory_dim: int) -> None:
+        if config.kernel_size % 2 == 0:
+            raise ValueError(
+                f"location attention kernel_size must be odd, got {config.kernel_size}"
+            )
+        super().__init__(AdditiveConfig(dim=config.dim), query_dim, memory_dim)
+        self.location_conv = nn.Conv1d(
+            1, config.channels, config.kernel_size, padding=config.kernel_size // 2, bias=False
+        )
+        self.location_projection = nn.Linear(config.channels, config.dim, bias=False)
+
+    def _scores(self, query: Tensor, keys: Tensor, previous: Tensor) -> Tensor:
+        location = self.location_conv(previous.unsqueeze(1)).transpose(1, 2)
+        return super()._scores(query, keys + self.location_projection(location), previous)
+
+
+ATTENTIONS = {
+    "dot": (DotAttention, DotConfig),
+    "general": (GeneralAttention, GeneralConfig),
+    "additive": (AdditiveAttention, AdditiveConfig),
+    "location": (LocationAttention, LocationConfig),
+}

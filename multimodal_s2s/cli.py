@@ -1,0 +1,80 @@
+"""The ``ms2s`` command line."""
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from multimodal_s2s.checkpoint import load_model
+from multimodal_s2s.config import load_config
+from multimodal_s2s.errors import InputError
+from multimodal_s2s.train import build_source, evaluate_model, resolve_device, train
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ms2s", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    train_parser = commands.add_parser("train", help="train (or resume) a model from a config")
+    train_parser.add_argument("config", type=Path, help="YAML config")
+    train_parser.add_argument("overrides", nargs="*", help="dotted overrides: encoder.name=cnn")
+    train_parser.add_argument("--out", type=Path, required=True, help="run folder")
+    train_parser.set_defaults(run=_train)
+
+    evaluate_parser = commands.add_parser("evaluate", help="score a checkpoint on data splits")
+    evaluate_parser.add_argument("--model", type=Path, required=True, help="checkpoint")
+    evaluate_parser.add_argument("--splits", nargs="*", help="default: the data's eval splits")
+    evaluate_parser.add_argument("--beam", type=int, default=None, help="beam size (1 = greedy)")
+    evaluate_parser.add_argument("--device", default="auto")
+    evaluate_parser.add_argument("overrides", nargs="*", help="dotted overrides (data.*, search.*)")
+    evaluate_parser.set_defaults(run=_evaluate)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    result = train(config, args.out)
+    if result.interrupted:
+        return 130
+    print(f"best checkpoint: {result.best_checkpoint} (dev WER {result.best_error_rate:.4f})")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    model, tokenizer, config = load_model(args.model, device)
+    for override in args.overrides:
+        section = override.split(".", 1)[0]
+        if section not in ("data", "search"):
+            raise InputError(f"evaluate can only override data.* and search.*, not {override!r}")
+    if args.overrides:
+        from multimodal_s2s.config import apply_override, config_from_dict, config_to_dict
+
+        raw = config_to_dict(config)
+        for override in args.overrides:
+            apply_override(raw, override)
+        config = config_from_dict(raw)
+    if args.beam is not None:
+        config.search.beam_size = args.beam
+    data = build_source(config)
+    results = {}
+    for split in args.splits or data.eval_splits:
+        results[split] = evaluate_model(model, tokenizer, data, split, config, device)
+        print(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in results[split].items()))
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Configuration: dataclasses per component, YAML loading, dotted overrides, validation.
+
+A config is plain data. Sections whose dataclass field carries ``metadata={"registry": R}``
+(the encoder, the attention, the data source) pick their dataclass by the ``name`` key from
+the literal registry dict ``R``; a bare string is shorthand for ``{name: string}``. Unknown
+keys, wrong types and unknown names raise ``ConfigError`` naming the dotted key.
+"""
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from multimodal_s2s.data.text import TokenizerKind
+from multimodal_s2s.decoder import DecoderConfig
+from multimodal_s2s.encoders import ENCODERS
+from multimodal_s2s.encoders.pblstm import PBLSTMConfig
+from multimodal_s2s.errors import InputError
+from multimodal_s2s.generator import GeneratorConfig
+from multimodal_s2s.loss import LossConfig
+from multimodal_s2s.search import SearchConfig
+from multimodal_s2s.sources import SOURCES, ToySequenceConfig
+
+
+class ConfigError(InputError):
+    """A config key is unknown, has the wrong type, or names an unknown component."""
+
+
+@dataclass
+class TokenizerConfig:
+    kind: TokenizerKind = "char"
+    min_count: int = 1
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping. ``device`` "auto" picks CUDA when available."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    max_frames: int | None = None
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 100
+    final_lr_ratio: float = 0.05
+    grad_clip: float = 5.0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_workers: int = 0
+    keep_best: int = 3
+    average_best: bool = False
+    log_every: int = 20
+    freeze_encoder_epochs: int = 0
+
+
+@dataclass
+class Config:
+    encoder: Any = field(default_factory=PBLSTMConfig, metadata={"registry": ENCODERS})
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: Any = field(default_factory=ToySequenceConfig, metadata={"registry": SOURCES})
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Read a YAML file (or start from defaults), apply ``key.sub=value`` overrides, validate."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({_first_line(error)})") from error
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: a config must be a mapping of sections")
+    for override in overrides:
+        apply_override(raw, override)
+    return config_from_dict(raw)
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Set ``a.b.c=value`` in a nested dict; the value is parsed as YAML (``4``, ``[1, 2]``)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {override!r} is not of the form key.sub=value")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {override!r}: value is not valid YAML") from error
+    *parents, leaf = key.split(".")
+    node = raw
+    for depth, part in enumerate(parents):
+        child = node.get(part)
+        if isinstance(child, str):
+            child = {"name": child}
+        if child is None:
+            child = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(parents[: depth + 1])} is not a section")
+        node[part] = child
+        node = child
+    node[leaf] = value
+
+
+def config_from_dict(raw: dict) -> Config:
+    """Validate a nested dict against ``Config``."""
+    return _build(Config, raw, "")
+
+
+def config_to_dict(config: Any) -> dict:
+    """A plain, YAML-safe nested dict of a config (what checkpoints store)."""
+    return dataclasses.asdict(config)
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(f"unknown config key {dotted!r} (known: {', '.join(fields)})")
+        registry = fields[key].metadata.get("registry")
+        if registry is not None:
+            values[key] = _build_named(registry, value, fields[key], dotted)
+        elif dataclasses.is_dataclass(hints[key]):
+            values[key] = _build(hints[key], value, dotted + ".")
+        else:
+            values[key] = _check_type(value, hints[key], dotted)
+    return cls(**values)
+
+
+def _build_named(registry: dict, value: Any, spec: dataclasses.Field, dotted: str) -> Any:
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{dotted} must be a name or a mapping, got {value!r}")
+    name = value.get("name", spec.default_factory().name)
+    if name not in registry:
+        raise ConfigError(f"{dotted}.name: unknown {name!r} (known: {', '.join(registry)})")
+    _, config_class = registry[name]
+    return _build(config_class, {**value, "name": name}, dotted + ".")
+
+
+def _check_type(value: Any, hint: Any, dotted: str) -> Any:
+    if _matches(value, hint):
+        return float(value) if hint is float else value
+    raise ConfigError(f"{dotted}: expected {_describe(hint)}, got {value!r}")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_matches(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__

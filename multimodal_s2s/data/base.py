@@ -1,0 +1,80 @@
+"""What every data source (speech, images, toy data) provides to the trainer and the CLI."""
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+
+class SourceBatch(NamedTuple):
+    """A padded batch of sources with their reference texts.
+
+    sources: ``(B, ...)`` padded raw sources; lengths: ``(B,)`` or ``None`` (no padding);
+    texts: reference texts; keys: an id or path per item.
+    """
+
+    sources: Tensor
+    lengths: Tensor | None
+    texts: list[str]
+    keys: list[str]
+
+
+class DataSource(ABC):
+    """A modality's data: splits of (source, text) pairs, batching, and file reading.
+
+    Splits are named: ``train``, ``dev`` and any evaluation splits in ``eval_splits``.
+    """
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    @property
+    def eval_splits(self) -> list[str]:
+        return ["dev"]
+
+    @abstractmethod
+    def texts(self, split: str) -> list[str]:
+        """Reference texts of a split (to build the vocabulary)."""
+
+    @abstractmethod
+    def batches(
+        self,
+        split: str,
+        *,
+        train: bool,
+        batch_size: int,
+        epoch: int = 0,
+        seed: int = 0,
+        start: int = 0,
+    ) -> Sequence[SourceBatch] | Iterable[SourceBatch]:
+        """Batches of a split, from batch number ``start`` on; ``train`` turns on shuffling
+        and augmentation. The order depends only on ``(seed, epoch)``, so a resumed epoch
+        replays it exactly; ``len()`` of the result is the number of batches returned.
+        """
+
+    def fit_frontend(self, frontend: nn.Module | None) -> None:  # noqa: B027
+        """Estimate frontend statistics (e.g. feature mean/variance) on the training split."""
+
+    @staticmethod
+    def build_frontend(config: Any) -> nn.Module | None:
+        """The model-side preprocessing for this modality (saved in checkpoints), if any."""
+        return None
+
+    @staticmethod
+    @abstractmethod
+    def read_source(config: Any, path: Path) -> Tensor:
+        """One file -> one unbatched source tensor; ``InputError`` naming a bad file."""
+
+    @staticmethod
+    @abstractmethod
+    def collate_sources(sources: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+        """Unbatched sources -> padded batch ``(B, ...)`` and lengths ``(B,)`` or ``None``."""
+
+
+def pad_sequences(sequences: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """``[(T_i, ...)]`` -> ``(B, max T_i, ...)`` zero-padded and lengths ``(B,)`` int64."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    return nn.utils.rnn.pad_sequence(sequences, batch_first=True), lengths

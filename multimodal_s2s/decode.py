@@ -1,0 +1,37 @@
+"""Decoding batches to text, shared by training, evaluation and the CLI."""
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from multimodal_s2s.data.text import Tokenizer
+from multimodal_s2s.model import Seq2Seq
+from multimodal_s2s.search import Hypothesis, SearchConfig, beam_search, greedy_search
+
+
+class Decoded(NamedTuple):
+    """The best hypothesis of one source, as text."""
+
+    text: str
+    score: float
+    hypothesis: Hypothesis
+
+
+@torch.no_grad()
+def decode_batch(
+    model: Seq2Seq,
+    tokenizer: Tokenizer,
+    sources: Tensor,
+    lengths: Tensor | None,
+    search: SearchConfig,
+    beam: bool = True,
+) -> list[Decoded]:
+    """Encode a padded batch and decode it with beam search (or greedy when ``beam`` is
+    False or ``search.beam_size`` is 1). Sources must already be on the model's device."""
+    encoded = model.encode(sources, lengths)
+    if beam and search.beam_size > 1:
+        best = [nbest[0] for nbest in beam_search(model, encoded, search)]
+    else:
+        best = greedy_search(model, encoded, search)
+    return [Decoded(tokenizer.decode(h.tokens), h.score, h) for h in best]

@@ -1,0 +1,187 @@
+"""The attention decoder: an LSTM conditional language model over the encoder memory."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from multimodal_s2s.attention import ATTENTIONS, LocationConfig
+from multimodal_s2s.data.text import BOS_ID, EOS_ID, PAD_ID
+from multimodal_s2s.encoders.base import EncoderOutput
+from multimodal_s2s.masking import padding_mask
+
+
+@dataclass
+class DecoderConfig:
+    """Decoder sizes and options.
+
+    ``output_dim`` is the size of the attentional hidden state ``tanh(W [h; c])`` fed to
+    the generator (default ``hidden_dim``; ``embedding_dim`` when the generator ties
+    weights). ``init_state`` "mean" starts the LSTM from the masked mean of the memory
+    (Show-Attend-Tell), "zeros" from zeros. ``scheduled_sampling`` is the probability of
+    feeding the model's own sampled token instead of the reference during training.
+    """
+
+    embedding_dim: int = 128
+    hidden_dim: int = 256
+    num_layers: int = 1
+    attention: Any = field(default_factory=LocationConfig, metadata={"registry": ATTENTIONS})
+    output_dim: int | None = None
+    dropout: float = 0.1
+    init_state: Literal["mean", "zeros"] = "mean"
+    scheduled_sampling: float = 0.0
+
+
+class DecoderMemory(NamedTuple):
+    """What the decoder reads at every step, fixed for a source.
+
+    memory ``(B, S, D)``, keys ``(B, S, *)`` (attention-specific), mask ``(B, S)`` True = pad.
+    """
+
+    memory: Tensor
+    keys: Tensor
+    mask: Tensor
+
+    def select(self, index: Tensor) -> "DecoderMemory":
+        """Rows ``index`` ``(B',)`` of every tensor (beam expansion, batch shrinking)."""
+        return DecoderMemory(*(t.index_select(0, index) for t in self))
+
+
+class DecoderState(NamedTuple):
+    """Recurrent state between steps.
+
+    hidden, cell: ``(L, B, H)``; context: ``(B, D)`` last attention context (input feeding);
+    weights: ``(B, S)`` last attention weights; coverage: ``(B, S)`` their running sum.
+    """
+
+    hidden: Tensor
+    cell: Tensor
+    context: Tensor
+    weights: Tensor
+    coverage: Tensor
+
+    def select(self, index: Tensor) -> "DecoderState":
+        """Rows ``index`` ``(B',)`` of the batch (beam reordering)."""
+        return DecoderState(
+            self.hidden.index_select(1, index),
+            self.cell.index_select(1, index),
+            *(t.index_select(0, index) for t in self[2:]),
+        )
+
+
+class AttentionDecoder(nn.Module):
+    """Input-feeding LSTM decoder: ``[embed(y_{t-1}); c_{t-1}] -> LSTM -> attend -> out_t``."""
+
+    def __init__(self, config: DecoderConfig, vocab_size: int, memory_dim: int) -> None:
+        super().__init__()
+        self.config = config
+        hidden = config.hidden_dim
+        self.output_dim = config.output_dim if config.output_dim is not None else hidden
+        self.embedding = nn.Embedding(vocab_size, config.embedding_dim, padding_idx=PAD_ID)
+        input_sizes = [config.embedding_dim + memory_dim] + [hidden] * (config.num_layers - 1)
+        self.cells = nn.ModuleList(nn.LSTMCell(size, hidden) for size in input_sizes)
+        attention_class, _ = ATTENTIONS[config.attention.name]
+        self.attention = attention_class(config.attention, hidden, memory_dim)
+        self.bridge = (
+            nn.Linear(memory_dim, 2 * config.num_layers * hidden)
+            if config.init_state == "mean"
+            else None
+        )
+        self.output_projection = nn.Linear(hidden + memory_dim, self.output_dim)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def start(self, encoded: EncoderOutput) -> tuple[DecoderMemory, DecoderState]:
+        """Prepare the memory and the initial state for a batch of encoded sources."""
+        memory, lengths = encoded
+        batch, length, dim = memory.shape
+        mask = padding_mask(lengths, length)
+        layers, hidden = self.config.num_layers, self.config.hidden_dim
+        if self.bridge is None:
+            hidden_cell = memory.new_zeros(2, layers, batch, hidden)
+        else:
+            valid = (~mask).unsqueeze(2).to(memory.dtype)
+            mean = (memory * valid).sum(1) / lengths.unsqueeze(1).to(memory.dtype)
+            bridged = torch.tanh(self.bridge(mean)).view(batch, 2, layers, hidden)
+            hidden_cell = bridged.permute(1, 2, 0, 3)
+        zeros = memory.new_zeros(batch, length)
+        state = DecoderState(
+            hidden_cell[0].contiguous(),
+            hidden_cell[1].contiguous(),
+            memory.new_zeros(batch, dim),
+            zeros,
+            zeros,
+        )
+        return DecoderMemory(memory, self.attention.prepare(memory), mask), state
+
+    def step(
+        self, tokens: Tensor, memory: DecoderMemory, state: DecoderState
+    ) -> tuple[Tensor, DecoderState]:
+        """Advance one token.
+
+        Args:
+            tokens: ``(B,)`` previous tokens (BOS at the start; never EOS).
+            memory: from ``start``.
+            state: previous state.
+
+        Returns:
+            output ``(B, O)`` for the generator, and the new state (whose ``weights`` ``(B, S)``
+            are this step's attention).
+        """
+        x = torch.cat([self.dropout(self.embedding(tokens)), state.context], dim=1)
+        hiddens, cells = [], []
+        for layer, cell in enumerate(self.cells):
+            h, c = cell(x, (state.hidden[layer], state.cell[layer]))
+            hiddens.append(h)
+            cells.append(c)
+            x = self.dropout(h)
+        context, weights = self.attention(h, memory.memory, memory.keys, memory.mask, state.weights)
+        output = torch.tanh(self.output_projection(torch.cat([h, context], dim=1)))
+        new_state = DecoderState(
+            torch.stack(hiddens), torch.stack(cells), context, weights, state.coverage + weights
+        )
+        return self.dropout(output), new_state
+
+    def forward(
+        self,
+        encoded: EncoderOutput,
+        inputs: Tensor,
+        sample: Callable[[Tensor], Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Teacher forcing over whole target sequences.
+
+        Args:
+            encoded: memory ``(B, S, D)`` and lengths ``(B,)``.
+            inputs: ``(B, L)`` tokens ``BOS y_1 .. y_{m-1}``, PAD after each sequence.
+            sample: maps an output ``(B, O)`` to predicted tokens ``(B,)``; used for
+                scheduled sampling in training when ``config.scheduled_sampling > 0``.
+
+        Returns:
+            outputs ``(B, L, O)`` and attention weights ``(B, L, S)``.
+        """
+        memory, state = self.start(encoded)
+        sampling = self.training and sample is not None and self.config.scheduled_sampling > 0
+        outputs, weights = [], []
+        tokens = inputs[:, 0]
+        for position in range(inputs.size(1)):
+            if position > 0:
+                tokens = inputs[:, position]
+                if sampling:
+                    tokens = self._mix_sampled(tokens, sample(outputs[-1]))
+            output, state = self.step(tokens, memory, state)
+            outputs.append(output)
+            weights.append(state.weights)
+        return torch.stack(outputs, dim=1), torch.stack(weights, dim=1)
+
+    def _mix_sampled(self, reference: Tensor, sampled: Tensor) -> Tensor:
+        """Replace reference tokens by sampled ones with probability ``scheduled_sampling``.
+
+        Padding stays padding, and a sampled EOS, PAD or BOS is never fed: the reference
+        token is kept instead.
+        """
+        use = torch.rand(reference.shape, device=reference.device) < self.config.scheduled_sampling
+        use &= reference != PAD_ID
+        for special in (PAD_ID, BOS_ID, EOS_ID):
+            use &= sampled != special
+        return torch.where(use, sampled, reference)

@@ -1,0 +1,14 @@
+"""Encoders by name: each entry is (encoder class, its config dataclass)."""
+
+from multimodal_s2s.encoders.base import Encoder, EncoderOutput
+from multimodal_s2s.encoders.cnn import CNNConfig, CNNEncoder
+from multimodal_s2s.encoders.pblstm import PBLSTMConfig, PyramidalBLSTMEncoder
+from multimodal_s2s.encoders.resnet import ResNetConfig, ResNetEncoder
+
+ENCODERS = {
+    "pblstm": (PyramidalBLSTMEncoder, PBLSTMConfig),
+    "cnn": (CNNEncoder, CNNConfig),
+    "resnet": (ResNetEncoder, ResNetConfig),
+}
+
+__all__ = ["ENCODERS", "Encoder", "EncoderOutput"]

@@ -1,0 +1,79 @@
+"""A small convolutional image encoder whose feature grid becomes the memory."""
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from multimodal_s2s.encoders.base import Encoder, EncoderOutput
+
+
+@dataclass
+class CNNConfig:
+    """``len(channels)`` blocks of (3x3 conv, batch norm, ReLU, 2x2 max pool).
+
+    An ``H x W`` image gives an ``H // 2**n x W // 2**n`` grid (``n = len(channels)``),
+    flattened row by row to ``S = H' * W'`` memory positions.
+    """
+
+    name: str = "cnn"
+    in_channels: int = 3
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    output_dim: int | None = None
+    dropout: float = 0.0
+
+
+class CNNEncoder(Encoder):
+    """``(B, C, H, W)`` images -> memory ``(B, H' * W', D)`` with full lengths."""
+
+    def __init__(self, config: CNNConfig) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        in_channels = config.in_channels
+        for channels in config.channels:
+            blocks += [
+                nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
+            in_channels = channels
+        self.trunk = nn.Sequential(*blocks)
+        self.reduction = 2 ** len(config.channels)
+        self.head = _GridHead(in_channels, config.output_dim, config.dropout)
+        self.output_dim = self.head.output_dim
+
+    def grid_size(self, height: int, width: int) -> tuple[int, int]:
+        """The ``(H', W')`` feature grid for an ``H x W`` input."""
+        return height // self.reduction, width // self.reduction
+
+    def forward(self, inputs: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
+        """Encode images.
+
+        Args:
+            inputs: ``(B, C, H, W)`` images, ``H, W >= 2**n``.
+            lengths: ignored (images carry no padding).
+
+        Returns:
+            memory ``(B, (H // 2**n) * (W // 2**n), D)`` and lengths ``(B,)`` all equal to S.
+        """
+        return self.head(self.trunk(inputs))
+
+
+class _GridHead(nn.Module):
+    """``(B, C, H', W')`` feature map -> ``EncoderOutput`` with optional 1x1 projection."""
+
+    def __init__(self, channels: int, output_dim: int | None, dropout: float) -> None:
+        super().__init__()
+        self.projection = nn.Linear(channels, output_dim) if output_dim is not None else None
+        self.dropout = nn.Dropout(dropout)
+        self.output_dim = output_dim if output_dim is not None else channels
+
+    def forward(self, features: Tensor) -> EncoderOutput:
+        memory = self.dropout(features.flatten(2).transpose(1, 2))
+        if self.projection is not None:
+            memory = self.projection(memory)
+        lengths = torch.full(
+            (memory.size(0),), memory.size(1), dtype=torch.long, device=memory.device
+        )
+        return EncoderOutput(memory, lengths)

@@ -1,0 +1,91 @@
+"""Pyramidal BiLSTM encoder (Listen, Attend and Spell)."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from multimodal_s2s.encoders.base import Encoder, EncoderOutput
+
+
+@dataclass
+class PBLSTMConfig:
+    """A BLSTM layer over the features, then ``num_layers`` pyramid BLSTM layers.
+
+    Each pyramid layer concatenates frames ``2t`` and ``2t + 1`` before its BLSTM, so the
+    output has ``S = T // 2**num_layers`` frames. An odd trailing frame is dropped at every
+    layer (floor rounding), which gives the same ``T // 2**num_layers`` overall.
+    """
+
+    name: str = "pblstm"
+    input_dim: int = 80
+    hidden_dim: int = 256
+    num_layers: int = 3
+    output_dim: int | None = None
+    dropout: float = 0.0
+
+
+class PyramidalBLSTMEncoder(Encoder):
+    """``(B, T, F)`` features -> memory ``(B, T // 2**k, D)``.
+
+    Sequences are packed, so padding frames cost no compute and never change an output.
+    ``D`` is ``output_dim`` when set (a linear projection), else ``2 * hidden_dim``.
+    """
+
+    def __init__(self, config: PBLSTMConfig) -> None:
+        super().__init__()
+        self.reduction = 2**config.num_layers
+        hidden = config.hidden_dim
+        input_sizes = [config.input_dim] + [4 * hidden] * config.num_layers
+        self.layers = nn.ModuleList(
+            nn.LSTM(size, hidden, batch_first=True, bidirectional=True) for size in input_sizes
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.projection = (
+            nn.Linear(2 * hidden, config.output_dim) if config.output_dim is not None else None
+        )
+        self.output_dim = config.output_dim if config.output_dim is not None else 2 * hidden
+
+    def forward(self, inputs: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
+        """Encode features.
+
+        Args:
+            inputs: ``(B, T, F)`` features.
+            lengths: ``(B,)`` valid frames per sequence, each ``>= 2**k``; ``None`` = all ``T``.
+
+        Returns:
+            memory ``(B, max(lengths) // 2**k, D)`` and lengths ``(B,)`` = ``lengths // 2**k``.
+        """
+        if lengths is None:
+            lengths = torch.full((inputs.size(0),), inputs.size(1), dtype=torch.long)
+        lengths = lengths.to(device=inputs.device, dtype=torch.long)
+        if int(lengths.min()) < self.reduction:
+            raise ValueError(
+                f"pblstm needs at least {self.reduction} input frames per sequence, "
+                f"got {int(lengths.min())}"
+            )
+        x = inputs[:, : int(lengths.max())]
+        for index, lstm in enumerate(self.layers):
+            if index > 0:
+                x, lengths = _join_adjacent_frames(x, lengths)
+                x = self.dropout(x)
+            x = _run_packed(lstm, x, lengths)
+        if self.projection is not None:
+            x = self.projection(self.dropout(x))
+        return EncoderOutput(x, lengths)
+
+
+def _join_adjacent_frames(x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """``(B, T, D)`` -> ``(B, T // 2, 2 * D)``, lengths halved with floor rounding."""
+    batch, frames, dim = x.shape
+    even = frames // 2 * 2
+    return x[:, :even].reshape(batch, even // 2, 2 * dim), lengths // 2
+
+
+def _run_packed(lstm: nn.LSTM, x: Tensor, lengths: Tensor) -> Tensor:
+    """Run ``lstm`` over the valid frames only; padding positions come back as zeros."""
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    output, _ = lstm(packed)
+    padded, _ = pad_packed_sequence(output, batch_first=True, total_length=x.size(1))
+    return padded

@@ -1,0 +1,48 @@
+"""Training losses shared by every recipe."""
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from multimodal_s2s.data.text import PAD_ID
+from multimodal_s2s.masking import padding_mask
+
+
+@dataclass
+class LossConfig:
+    """``attention_penalty`` is the weight of the doubly stochastic penalty (Show-Attend-Tell)."""
+
+    label_smoothing: float = 0.1
+    attention_penalty: float = 0.0
+
+
+def token_loss(log_probs: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """Summed token cross-entropy with label smoothing, ignoring PAD targets.
+
+    Args:
+        log_probs: ``(B, L, V)`` generator output.
+        targets: ``(B, L)`` ``y_1 .. y_m`` (``y_m`` = EOS), PAD after.
+
+    Returns:
+        scalar: sum over non-PAD tokens of
+        ``(1 - eps) * -log p(y) + eps * mean_v(-log p(v))``.
+    """
+    valid = targets != PAD_ID
+    nll = -log_probs.gather(2, targets.unsqueeze(2)).squeeze(2)
+    smooth = -log_probs.mean(dim=2)
+    per_token = (1.0 - label_smoothing) * nll + label_smoothing * smooth
+    return per_token.masked_select(valid).sum()
+
+
+def doubly_stochastic_penalty(weights: Tensor, targets: Tensor, memory_lengths: Tensor) -> Tensor:
+    """Show-Attend-Tell penalty ``sum_b sum_j (1 - sum_t a_{b,t,j})**2`` over valid positions.
+
+    Args:
+        weights: ``(B, L, S)`` attention weights from teacher forcing.
+        targets: ``(B, L)``; steps whose target is PAD do not count.
+        memory_lengths: ``(B,)``; memory positions at or past the length do not count.
+    """
+    steps = (targets != PAD_ID).unsqueeze(2).to(weights.dtype)
+    totals = (weights * steps).sum(dim=1)
+    valid = ~padding_mask(memory_lengths, weights.size(2))
+    return ((1.0 - totals) ** 2).masked_select(valid).sum()

@@ -1,0 +1,71 @@
+"""The top-level model and the one place that builds it from a config."""
+
+from torch import Tensor, nn
+
+from multimodal_s2s.decoder import AttentionDecoder
+from multimodal_s2s.encoders import ENCODERS, Encoder, EncoderOutput
+from multimodal_s2s.generator import Generator
+from multimodal_s2s.sources import SOURCES
+
+
+class Seq2Seq(nn.Module):
+    """``frontend`` (optional, e.g. log-mel) -> encoder -> attention decoder -> generator."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        decoder: AttentionDecoder,
+        generator: Generator,
+        frontend: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.frontend = frontend
+        self.encoder = encoder
+        self.decoder = decoder
+        self.generator = generator
+
+    def encode(self, sources: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
+        """Raw sources (``(B, N)`` waveforms, ``(B, T, F)`` features, ``(B, C, H, W)`` images)
+        -> memory ``(B, S, D)`` and lengths ``(B,)``."""
+        if self.frontend is not None:
+            sources, lengths = self.frontend(sources, lengths)
+        return self.encoder(sources, lengths)
+
+    def forward(
+        self, sources: Tensor, lengths: Tensor | None, inputs: Tensor
+    ) -> tuple[Tensor, Tensor, EncoderOutput]:
+        """Teacher-forced log-probabilities.
+
+        Args:
+            sources, lengths: as for ``encode``.
+            inputs: ``(B, L)`` decoder inputs ``BOS y_1 .. y_{m-1}``.
+
+        Returns:
+            log-probabilities ``(B, L, V)``, attention ``(B, L, S)``, and the encoder output.
+        """
+        encoded = self.encode(sources, lengths)
+        outputs, weights = self.decoder(encoded, inputs, sample=self._sample)
+        return self.generator(outputs), weights, encoded
+
+    def _sample(self, output: Tensor) -> Tensor:
+        return self.generator(output).exp().multinomial(1).squeeze(1)
+
+
+def build_model(config, vocab_size: int) -> Seq2Seq:
+    """Build every part from a ``Config`` (see ``config.py``) and a vocabulary size.
+
+    The frontend (e.g. log-mel features) comes from the data source named by ``config.data``.
+    """
+    source_class, _ = SOURCES[config.data.name]
+    frontend = source_class.build_frontend(config.data)
+    encoder_class, _ = ENCODERS[config.encoder.name]
+    encoder = encoder_class(config.encoder)
+    decoder_config = config.decoder
+    if config.generator.tie_weights and decoder_config.output_dim is None:
+        decoder_config = type(decoder_config)(
+            **{**vars(decoder_config), "output_dim": decoder_config.embedding_dim}
+        )
+    decoder = AttentionDecoder(decoder_config, vocab_size, encoder.output_dim)
+    tied = decoder.embedding if config.generator.tie_weights else None
+    generator = Generator(decoder.output_dim, vocab_size, tied)
+    return Seq2Seq(encoder, decoder, generator, frontend)

@@ -1,0 +1,256 @@
+"""Greedy and batched beam search over any ``Seq2Seq`` model.
+
+Beam search advances all ``B`` sources x ``K`` beams as one ``(B * K, ...)`` batch per step.
+A hypothesis that emits EOS stays in its beam as finished: it is extended only by PAD at
+log-probability 0, so its score never changes, and it is fed PAD (never EOS). A source is
+done when its best ``nbest`` beams are finished or its length cap is reached; done sources
+leave the batch. Hypotheses are ranked by ``rank_score`` (log-probability, length
+normalised or GNMT-penalised, plus the optional coverage penalty).
+"""
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+from multimodal_s2s.data.text import BOS_ID, EOS_ID, PAD_ID
+from multimodal_s2s.encoders.base import EncoderOutput
+
+
+@dataclass
+class SearchConfig:
+    """Decoding options.
+
+    ``length_norm``: "none" ranks by total log-probability, "length" by log-probability per
+    token (EOS counted), "gnmt" divides by ``((5 + n) / 6) ** length_alpha`` (Wu et al. 2016).
+    ``coverage_penalty`` (GNMT's beta) adds ``beta * sum_j log(min(coverage_j, 1))``.
+    The output length cap of a source is ``min(max_length, ceil(max_length_ratio * S))``.
+    """
+
+    beam_size: int = 8
+    nbest: int = 1
+    length_norm: Literal["none", "length", "gnmt"] = "length"
+    length_alpha: float = 0.6
+    coverage_penalty: float = 0.0
+    max_length_ratio: float = 2.0
+    max_length: int = 200
+
+
+class Hypothesis(NamedTuple):
+    """One output: ``tokens`` (no BOS/EOS), ``score`` (rank score), ``log_prob`` (total),
+    ``attention`` ``(T, S_i)`` one row per emitted token (EOS included when ``finished``)."""
+
+    tokens: list[int]
+    score: float
+    log_prob: float
+    attention: Tensor
+    finished: bool
+
+
+def max_output_lengths(memory_lengths: Tensor, config: SearchConfig) -> Tensor:
+    """``(B,)`` length caps ``min(max_length, ceil(ratio * S_i))``, at least 1."""
+    ratio_caps = torch.ceil(memory_lengths.double() * config.max_length_ratio).long()
+    return ratio_caps.clamp(min=1, max=config.max_length)
+
+
+def rank_score(
+    log_prob: Tensor, length: Tensor, coverage: Tensor | None, config: SearchConfig
+) -> Tensor:
+    """Score hypotheses for ranking.
+
+    Args:
+        log_prob: ``(...)`` total log-probabilities.
+        length: ``(...)`` emitted tokens (EOS included), broadcastable to ``log_prob``.
+        coverage: ``(..., S)`` summed attention (padding positions set to 1), or ``None``.
+    """
+    length = length.to(log_prob.dtype).clamp(min=1)
+    if config.length_norm == "length":
+        score = log_prob / length
+    elif config.length_norm == "gnmt":
+        score = log_prob / ((5.0 + length) / 6.0) ** config.length_alpha
+    else:
+        score = log_prob
+    if config.coverage_penalty and coverage is not None:
+        penalty = coverage.clamp(min=1e-6, max=1.0).log().sum(-1)
+        score = score + config.coverage_penalty * penalty
+    return score
+
+
+@torch.no_grad()
+def greedy_search(model, encoded: EncoderOutput, config: SearchConfig) -> list[Hypothesis]:
+    """Pick the most probable token at every step until EOS or the length cap.
+
+    Returns one hypothesis per source; ``score`` is ranked as in beam search.
+    """
+    memory, state = model.decoder.start(encoded)
+    batch = memory.memory.size(0)
+    caps = max_output_lengths(encoded.lengths, config)
+    tokens = torch.full((batch,), BOS_ID, dtype=torch.long, device=memory.memory.device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=tokens.device)
+    log_prob = memory.memory.new_zeros(batch)
+    emitted, weights = [], []
+    for step in range(int(caps.max())):
+        output, state = model.decoder.step(tokens, memory, state)
+        step_log_probs = model.generator(output)
+        best_log_prob, best = step_log_probs.max(dim=-1)
+        log_prob = log_prob + torch.where(finished, 0.0, best_log_prob)
+        best = torch.where(finished, PAD_ID, best)
+        emitted.append(best)
+        weights.append(state.weights)
+        finished = finished | (best == EOS_ID) | (caps.to(tokens.device) <= step + 1)
+        if bool(finished.all()):
+            break
+        tokens = torch.where(finished, PAD_ID, best)
+    emitted_tokens = torch.stack(emitted, dim=1).tolist()
+    attention = torch.stack(weights, dim=1)
+    hypotheses = []
+    for index, row in enumerate(emitted_tokens):
+        length = row.index(EOS_ID) + 1 if EOS_ID in row else int(caps[index])
+        ended = EOS_ID in row
+        source_length = int(encoded.lengths[index])
+        row_attention = attention[index, :length, :source_length]
+        score = rank_score(log_prob[index], torch.tensor(length), row_attention.sum(0), config)
+        hypotheses.append(
+            Hypothesis(
+                row[: length - 1] if ended else row[:length],
+                float(score),
+                float(log_prob[index]),
+                row_attention,
+                ended,
+            )
+        )
+    return hypotheses
+
+
+@torch.no_grad()
+def beam_search(model, encoded: EncoderOutput, config: SearchConfig) -> list[list[Hypothesis]]:
+    """Batched beam search: every step advances all unfinished sources' beams together.
+
+    Args:
+        model: a ``Seq2Seq`` (its ``decoder`` and ``generator`` are used).
+        encoded: memory ``(B, S, D)`` and lengths ``(B,)``.
+
+    Returns:
+        for each source, its ``nbest`` hypotheses (at most ``beam_size``), best first. A source
+        where no hypothesis reached EOS within its cap returns its best unfinished ones.
+    """
+    memory, state = model.decoder.start(encoded)
+    caps = max_output_lengths(encoded.lengths, config)
+    beams = _Beams(memory.mask, caps, config, memory.memory.dtype)
+    rows = torch.arange(memory.mask.size(0), device=beams.device).repeat_interleave(
+        config.beam_size
+    )
+    memory, state = memory.select(rows), state.select(rows)
+    results: list[list[Hypothesis]] = [[] for _ in range(memory.mask.size(0) // config.beam_size)]
+    while beams.sources.numel() > 0:
+        output, state = model.decoder.step(beams.next_tokens(), memory, state)
+        rows = beams.advance(model.generator(output), state.weights)
+        state = state.select(rows)
+        done = beams.done()
+        for local in done.nonzero().flatten().tolist():
+            results[int(beams.sources[local])] = beams.hypotheses(local)
+        if bool(done.any()):
+            rows = beams.keep(~done)
+            memory, state = memory.select(rows), state.select(rows)
+    return results
+
+
+class _Beams:
+    """Beam bookkeeping for ``n`` active sources x ``K`` beams (rows ``i * K + k``)."""
+
+    def __init__(
+        self, mask: Tensor, caps: Tensor, config: SearchConfig, dtype: torch.dtype
+    ) -> None:
+        size = config.beam_size
+        batch = mask.size(0)
+        self.config = config
+        self.device = mask.device
+        self.sources = torch.arange(batch, device=self.device)
+        self.caps = caps.to(self.device)
+        self.padding = mask.repeat_interleave(size, dim=0)
+        self.log_prob = torch.full((batch, size), float("-inf"), dtype=dtype, device=self.device)
+        self.log_prob[:, 0] = 0.0
+        self.score = self.log_prob.clone()
+        self.lengths = torch.zeros(batch, size, dtype=torch.long, device=self.device)
+        self.finished = torch.zeros(batch, size, dtype=torch.bool, device=self.device)
+        self.history = torch.empty(batch * size, 0, dtype=torch.long, device=self.device)
+        self.attention = mask.new_zeros(batch * size, 0, mask.size(1), dtype=dtype)
+        self.coverage = mask.new_zeros(batch * size, mask.size(1), dtype=dtype)
+
+    def next_tokens(self) -> Tensor:
+        """``(n * K,)`` decoder inputs: BOS first, then the last token, PAD once finished."""
+        if self.history.size(1) == 0:
+            return torch.full_like(self.lengths.view(-1), BOS_ID)
+        return torch.where(self.finished.view(-1), PAD_ID, self.history[:, -1])
+
+    def advance(self, step_log_probs: Tensor, weights: Tensor) -> Tensor:
+        """Extend every beam by its best tokens; returns the ``(n * K,)`` parent rows."""
+        sources, size = self.log_prob.shape
+        vocab = step_log_probs.size(1)
+        alive = ~self.finished.view(-1, 1)
+        pad_only = torch.full_like(step_log_probs[0], float("-inf"))
+        pad_only[PAD_ID] = 0.0
+        step_log_probs = torch.where(alive, step_log_probs, pad_only)
+        coverage = self.coverage + weights * alive
+        candidate_log_prob = self.log_prob.view(-1, 1) + step_log_probs
+        candidate_length = self.lengths.view(-1, 1) + alive
+        candidate_score = rank_score(
+            candidate_log_prob,
+            candidate_length,
+            coverage.masked_fill(self.padding, 1.0).unsqueeze(1),
+            self.config,
+        )
+        self.score, best = candidate_score.view(sources, size * vocab).topk(size, dim=1)
+        parent = (
+            torch.arange(sources, device=self.device).unsqueeze(1) * size
+            + torch.div(best, vocab, rounding_mode="floor")
+        ).view(-1)
+        tokens = best % vocab
+        self.log_prob = candidate_log_prob.view(sources, -1).gather(1, best)
+        self.lengths = candidate_length.view(-1)[parent].view(sources, size)
+        self.finished = self.finished.view(-1)[parent].view(sources, size) | (tokens == EOS_ID)
+        self.finished |= self.lengths >= self.caps.unsqueeze(1)
+        self.coverage = coverage[parent]
+        self.history = torch.cat([self.history[parent], tokens.view(-1, 1)], dim=1)
+        self.attention = torch.cat([self.attention[parent], weights[parent].unsqueeze(1)], dim=1)
+        return parent
+
+    def done(self) -> Tensor:
+        """``(n,)`` True where the ``nbest`` best-ranked beams are all finished."""
+        return self.finished[:, : self.config.nbest].all(dim=1)
+
+    def keep(self, sources: Tensor) -> Tensor:
+        """Drop done sources: keep those where ``sources`` ``(n,)`` is True; returns kept rows."""
+        size = self.config.beam_size
+        kept = sources.nonzero().flatten()
+        rows = (kept.unsqueeze(1) * size + torch.arange(size, device=self.device)).view(-1)
+        for name in ("sources", "caps", "log_prob", "score", "lengths", "finished"):
+            setattr(self, name, getattr(self, name)[kept])
+        for name in ("padding", "history", "attention", "coverage"):
+            setattr(self, name, getattr(self, name)[rows])
+        return rows
+
+    def hypotheses(self, local: int) -> list[Hypothesis]:
+        """The ranked n-best of active source ``local`` (beams with a finite score)."""
+        size = self.config.beam_size
+        source_length = int((~self.padding[local * size]).sum())
+        output = []
+        for beam in range(min(self.config.nbest, size)):
+            score = float(self.score[local, beam])
+            if output and score == float("-inf"):
+                break
+            row = local * size + beam
+            length = int(self.lengths[local, beam])
+            tokens = self.history[row, :length].tolist()
+            ended = bool(tokens) and tokens[-1] == EOS_ID
+            output.append(
+                Hypothesis(
+                    tokens[:-1] if ended else tokens,
+                    score,
+                    float(self.log_prob[local, beam]),
+                    self.attention[row, :length, :source_length],
+                    ended,
+                )
+            )
+        return output

@@ -1,0 +1,10 @@
+"""Data sources by name: each entry is (DataSource class, its config dataclass)."""
+
+from multimodal_s2s.data.toy import ToyImageConfig, ToyImages, ToySequenceConfig, ToySequences
+
+SOURCES = {
+    "toy_sequences": (ToySequences, ToySequenceConfig),
+    "toy_images": (ToyImages, ToyImageConfig),
+}
+
+__all__ = ["SOURCES", "ToySequenceConfig"]
