@@ -1,0 +1,130 @@
+"""Show-Attend-Tell attention figures: where the decoder looked for each generated word.
+
+The figure is one PNG laid out as a grid of ``PANEL_COLUMNS`` columns. The first panel is the
+original image; each following panel is the image dimmed everywhere except where the decoder
+attended when it generated one word, with the word written above the panel. Each panel's
+attention grid ``(H', W')`` is upsampled bilinearly to the image size and scaled so that its
+maximum is 1; a pixel keeps ``MIN_BRIGHTNESS + (1 - MIN_BRIGHTNESS) * attention`` of its
+brightness.
+
+Layout, for an image of ``W x H`` pixels and ``n = 1 + len(words)`` panels::
+
+    columns = min(n, PANEL_COLUMNS)            rows = ceil(n / columns)
+    width   = columns * (W + PADDING) + PADDING
+    height  = rows * (LABEL_HEIGHT + H + PADDING) + PADDING
+"""
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+from torchvision.transforms.functional import pil_to_tensor, to_pil_image
+
+PANEL_COLUMNS = 5
+PADDING = 4
+LABEL_HEIGHT = 16
+MIN_BRIGHTNESS = 0.25
+BACKGROUND = (255, 255, 255)
+TEXT_COLOUR = (0, 0, 0)
+ORIGINAL_LABEL = "<image>"
+_LABEL_TOP = 2  # pixels between the top of a cell and its label
+
+
+def save_attention_map(
+    image: Image.Image,
+    words: list[str],
+    weights: Tensor,
+    grid_hw: tuple[int, int],
+    path: Path,
+) -> None:
+    """Write the attention figure of one generated caption as a PNG (atomically).
+
+    Args:
+        image: the picture the caption describes; panels have its size, so resize a large
+            picture first.
+        words: the T generated words, one panel each.
+        weights: ``(T, S)`` attention weights over the encoder grid, ``S = H' * W'`` in
+            row-major order (as the image encoder flattens its ``(H', W')`` feature map).
+        grid_hw: ``(H', W')``, the encoder grid size.
+        path: where to write the PNG; parent directories are created.
+    """
+    height, width = grid_hw
+    if tuple(weights.shape) != (len(words), height * width):
+        raise ValueError(
+            f"weights must have shape (T, H'*W') = ({len(words)}, {height * width}) "
+            f"for {len(words)} words and grid {grid_hw}, got {tuple(weights.shape)}"
+        )
+    picture = image.convert("RGB")
+    panels = [picture] + [_attention_panel(picture, step, grid_hw) for step in weights]
+    labels = [ORIGINAL_LABEL, *words]
+    _write_png_atomically(_tile_panels(panels, labels), Path(path))
+
+
+def _attention_panel(
+    picture: Image.Image, step_weights: Tensor, grid_hw: tuple[int, int]
+) -> Image.Image:
+    """The picture dimmed outside the attended region of one decoding step.
+
+    Args:
+        picture: RGB image, ``W x H`` pixels.
+        step_weights: ``(S,)`` attention weights of one step, ``S = H' * W'``.
+        grid_hw: ``(H', W')``.
+    """
+    grid = step_weights.detach().to(device="cpu", dtype=torch.float32).reshape(1, 1, *grid_hw)
+    upsampled = F.interpolate(grid, size=(picture.height, picture.width), mode="bilinear")
+    attention = upsampled[0].clamp(min=0.0)
+    attention = attention / attention.max().clamp(min=torch.finfo(torch.float32).tiny)
+    brightness = MIN_BRIGHTNESS + (1.0 - MIN_BRIGHTNESS) * attention  # (1, H, W)
+    pixels = pil_to_tensor(picture).to(torch.float32) * brightness  # (3, H, W)
+    return to_pil_image(pixels.round().to(torch.uint8))
+
+
+def _tile_panels(panels: list[Image.Image], labels: list[str]) -> Image.Image:
+    """Lay equally sized panels out on a grid, each with its label above it."""
+    panel_width, panel_height = panels[0].size
+    columns = min(len(panels), PANEL_COLUMNS)
+    rows = math.ceil(len(panels) / columns)
+    cell_width, cell_height = panel_width + PADDING, LABEL_HEIGHT + panel_height + PADDING
+    figure = Image.new(
+        "RGB", (columns * cell_width + PADDING, rows * cell_height + PADDING), BACKGROUND
+    )
+    draw = ImageDraw.Draw(figure)
+    font = ImageFont.load_default()
+    for index, (panel, label) in enumerate(zip(panels, labels, strict=True)):
+        left = PADDING + (index % columns) * cell_width
+        top = PADDING + (index // columns) * cell_height
+        text = _fit_text(draw, label, font, panel_width)
+        draw.text((left, top + _LABEL_TOP), text, fill=TEXT_COLOUR, font=font)
+        figure.paste(panel, (left, top + LABEL_HEIGHT))
+    return figure
+
+
+def _fit_text(
+    draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, max_width: int
+) -> str:
+    """``text``, shortened with an ellipsis if it is wider than ``max_width`` pixels."""
+    if draw.textlength(text, font=font) <= max_width:
+        return text
+    while text and draw.textlength(text + "...", font=font) > max_width:
+        text = text[:-1]
+    return text + "..."
+
+
+def _write_png_atomically(figure: Image.Image, path: Path) -> None:
+    """Save ``figure`` to a temporary file next to ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            figure.save(file, format="PNG")
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise

@@ -1,0 +1,114 @@
+"""Audio file input: decode wav/flac/ogg/mp3 with soundfile, mix to mono, resample."""
+
+import glob
+from pathlib import Path
+
+import soundfile
+import torch
+import torchaudio.functional
+from torch import Tensor
+
+from multimodal_s2s.errors import InputError
+
+SUPPORTED_AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3")
+
+
+def load_audio(path: str | Path, sample_rate: int = 16000) -> Tensor:
+    """Read an audio file as a mono waveform at ``sample_rate``.
+
+    Channels are averaged; any file rate is resampled with
+    ``torchaudio.functional.resample``.
+
+    Returns:
+        ``(N,)`` float32 in ``[-1, 1]``.
+
+    Raises:
+        InputError: the file is missing, empty, undecodable or holds no samples.
+    """
+    if sample_rate <= 0:
+        raise InputError(f"sample_rate must be positive, got {sample_rate}")
+    path = Path(path)
+    _check_readable(path)
+    try:
+        samples, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except (soundfile.SoundFileError, RuntimeError) as error:
+        raise InputError(f"{path}: cannot decode audio ({_one_line(error)})") from error
+    if samples.shape[0] == 0:
+        raise InputError(f"{path}: audio has zero length")
+    wave = torch.from_numpy(samples).mean(dim=1)
+    if file_rate != sample_rate:
+        wave = torchaudio.functional.resample(wave, file_rate, sample_rate)
+    return wave.clamp_(-1.0, 1.0)
+
+
+def audio_duration(path: str | Path) -> float:
+    """Duration in seconds, read from the file header only (no decoding).
+
+    Raises:
+        InputError: the file is missing, empty, unreadable or holds no samples.
+    """
+    path = Path(path)
+    _check_readable(path)
+    try:
+        info = soundfile.info(path)
+    except (soundfile.SoundFileError, RuntimeError) as error:
+        raise InputError(f"{path}: cannot read audio header ({_one_line(error)})") from error
+    if info.frames <= 0:
+        raise InputError(f"{path}: audio has zero length")
+    return info.frames / info.samplerate
+
+
+def find_audio_files(paths: list[str]) -> list[Path]:
+    """Expand files, directories and glob patterns into audio files.
+
+    A directory contributes every supported audio file below it (recursively, sorted);
+    a glob pattern (``*``, ``?``, ``[...]``, ``**``) contributes its sorted matches.
+    Duplicates are dropped, first occurrence kept.
+
+    Raises:
+        InputError: a path is missing, a pattern or directory yields no audio file, or a
+            file named explicitly has an unsupported extension.
+    """
+    found: dict[Path, None] = {}
+    for entry in paths:
+        for path in _expand(entry):
+            found.setdefault(path, None)
+    return list(found)
+
+
+def _expand(entry: str) -> list[Path]:
+    path = Path(entry)
+    if path.is_file():
+        if not _is_audio(path):
+            supported = ", ".join(SUPPORTED_AUDIO_EXTENSIONS)
+            raise InputError(f"{path}: unsupported audio extension (supported: {supported})")
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and _is_audio(p))
+        if not files:
+            raise InputError(f"{path}: directory contains no audio files")
+        return files
+    if glob.has_magic(entry):
+        matches = sorted(Path(p) for p in glob.glob(entry, recursive=True))
+        files = [p for p in matches if p.is_file() and _is_audio(p)]
+        if not files:
+            raise InputError(f"{entry}: pattern matches no audio files")
+        return files
+    raise InputError(f"{path}: no such file or directory")
+
+
+def _is_audio(path: Path) -> bool:
+    return path.suffix.lower() in SUPPORTED_AUDIO_EXTENSIONS
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: audio file not found")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: audio file is empty (0 bytes)")
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())

@@ -1,0 +1,300 @@
+"""Batched speech features: log-mel filterbanks, global normalisation, SpecAugment,
+and waveform augmentation (speed perturbation, additive noise).
+
+Dimension letters: ``B`` batch, ``N`` samples, ``T`` frames, ``F`` mel bins.
+"""
+
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torchaudio.functional
+import torchaudio.transforms
+from torch import Tensor, nn
+
+from multimodal_s2s.errors import InputError
+from multimodal_s2s.masking import padding_mask
+
+_LOG_FLOOR = 1e-6
+_STD_FLOOR = 1e-5
+
+
+@dataclass
+class FeatureConfig:
+    """Feature extraction and augmentation settings.
+
+    Frames are ``win_ms`` long every ``hop_ms``; the FFT size is the smallest power of two
+    holding a window (512 for 25 ms at 16 kHz). SpecAugment masks up to
+    ``freq_mask_width`` bins ``num_freq_masks`` times and up to ``time_mask_width``
+    frames ``num_time_masks`` times. Training waveforms are sped up or slowed down by a
+    factor drawn from ``speed_factors`` and, with probability ``noise_prob``, mixed with
+    noise at an SNR drawn uniformly from ``[min_snr_db, max_snr_db]``.
+    """
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 80
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    num_freq_masks: int = 2
+    freq_mask_width: int = 27
+    num_time_masks: int = 2
+    time_mask_width: int = 40
+    speed_factors: list[float] = field(default_factory=lambda: [1.0])
+    noise_prob: float = 0.0
+    min_snr_db: float = 5.0
+    max_snr_db: float = 20.0
+
+    def __post_init__(self) -> None:
+        positive = ("sample_rate", "num_mel_bins", "win_ms", "hop_ms")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise InputError(f"feature config: {name} must be positive")
+        counts = ("num_freq_masks", "freq_mask_width", "num_time_masks", "time_mask_width")
+        for name in counts:
+            if getattr(self, name) < 0:
+                raise InputError(f"feature config: {name} must be >= 0")
+        if self.hop_length < 1 or self.win_length < self.hop_length:
+            raise InputError("feature config: need 1 sample <= hop_ms <= win_ms")
+        if not self.speed_factors or any(f <= 0 for f in self.speed_factors):
+            raise InputError("feature config: speed_factors must be a non-empty list of > 0")
+        if not 0.0 <= self.noise_prob <= 1.0:
+            raise InputError("feature config: noise_prob must be in [0, 1]")
+        if self.min_snr_db > self.max_snr_db:
+            raise InputError("feature config: min_snr_db must be <= max_snr_db")
+
+    @property
+    def win_length(self) -> int:
+        """Window length in samples (400 at 16 kHz, 25 ms)."""
+        return round(self.sample_rate * self.win_ms / 1000)
+
+    @property
+    def hop_length(self) -> int:
+        """Hop in samples (160 at 16 kHz, 10 ms)."""
+        return round(self.sample_rate * self.hop_ms / 1000)
+
+    @property
+    def n_fft(self) -> int:
+        """Smallest power of two >= ``win_length`` (512 at 16 kHz, 25 ms)."""
+        return 1 << (self.win_length - 1).bit_length()
+
+
+def num_frames(num_samples: Tensor, hop_length: int) -> Tensor:
+    """Frames of centred analysis: ``T = 1 + N // hop_length`` (elementwise)."""
+    return num_samples // hop_length + 1
+
+
+class LogMelFrontend(nn.Module):
+    """Log-mel filterbanks of a padded batch of waveforms.
+
+    Frames are centred: frame ``t`` covers samples ``[t*hop - n_fft/2, t*hop + n_fft/2)``,
+    zeros outside ``[0, N)``. Padding each waveform with zeros (rather than reflecting)
+    makes a waveform's frames identical whether it is computed alone or in a padded batch.
+    """
+
+    def __init__(self, config: FeatureConfig | None = None) -> None:
+        super().__init__()
+        config = config or FeatureConfig()
+        self.hop_length = config.hop_length
+        self.n_fft = config.n_fft
+        self.num_mel_bins = config.num_mel_bins
+        self.mel_spectrogram = torchaudio.transforms.MelSpectrogram(
+            sample_rate=config.sample_rate,
+            n_fft=config.n_fft,
+            win_length=config.win_length,
+            hop_length=config.hop_length,
+            n_mels=config.num_mel_bins,
+            center=False,
+            power=2.0,
+        )
+
+    def forward(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Compute features.
+
+        Args:
+            waveforms: ``(B, N)`` float, padded; samples at or after ``lengths`` are ignored.
+            lengths: ``(B,)`` int64, valid samples of each waveform.
+
+        Returns:
+            ``(features, frame_lengths)``: ``(B, T, F)`` with ``T = 1 + N // hop_length``
+            and padded frames set to 0, and ``(B,)`` int64 ``1 + lengths // hop_length``.
+        """
+        waveforms = waveforms.masked_fill(padding_mask(lengths, waveforms.shape[1]), 0.0)
+        half = self.n_fft // 2
+        padded = nn.functional.pad(waveforms, (half, half))
+        power = self.mel_spectrogram(padded)
+        features = power.clamp_min(_LOG_FLOOR).log().transpose(1, 2)
+        frame_lengths = num_frames(lengths, self.hop_length)
+        padding = padding_mask(frame_lengths, features.shape[1]).unsqueeze(-1)
+        return features.masked_fill(padding, 0.0), frame_lengths
+
+
+class GlobalNormalizer(nn.Module):
+    """Per-bin mean/variance normalisation with statistics kept as buffers (checkpointed)."""
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_features))
+        self.register_buffer("std", torch.ones(num_features))
+
+    @torch.no_grad()
+    def fit(self, batches: Iterable[tuple[Tensor, Tensor]]) -> "GlobalNormalizer":
+        """Set mean/std from valid frames only.
+
+        Args:
+            batches: ``(features, lengths)`` pairs, ``(B, T, F)`` and ``(B,)``.
+
+        Raises:
+            InputError: no valid frame was seen.
+        """
+        total = torch.zeros_like(self.mean, dtype=torch.float64)
+        total_sq = torch.zeros_like(total)
+        count = 0
+        for features, lengths in batches:
+            valid = features[~padding_mask(lengths, features.shape[1])].to(total)
+            total += valid.sum(dim=0)
+            total_sq += valid.square().sum(dim=0)
+            count += valid.shape[0]
+        if count == 0:
+            raise InputError("cannot fit feature normaliser: no valid frames")
+        mean = total / count
+        variance = (total_sq / count - mean.square()).clamp_min(0.0)
+        self.mean.copy_(mean)
+        self.std.copy_(variance.sqrt().clamp_min(_STD_FLOOR))
+        return self
+
+    def forward(self, features: Tensor, lengths: Tensor) -> Tensor:
+        """Normalise ``(B, T, F)`` features; padded frames (``t >= lengths``) stay 0."""
+        normalized = (features - self.mean) / self.std
+        padding = padding_mask(lengths, features.shape[1]).unsqueeze(-1)
+        return normalized.masked_fill(padding, 0.0)
+
+
+class SpecAugment(nn.Module):
+    """Frequency and time masking (set to 0), active only in training mode.
+
+    Each mask has a width drawn uniformly from ``[0, max_width]``; time masks are also no
+    wider than, and lie within, each utterance's valid frames.
+    """
+
+    def __init__(
+        self,
+        num_freq_masks: int = 2,
+        freq_mask_width: int = 27,
+        num_time_masks: int = 2,
+        time_mask_width: int = 40,
+    ) -> None:
+        super().__init__()
+        self.num_freq_masks = num_freq_masks
+        self.freq_mask_width = freq_mask_width
+        self.num_time_masks = num_time_masks
+        self.time_mask_width = time_mask_width
+
+    def forward(self, features: Tensor, lengths: Tensor) -> Tensor:
+        """Mask ``(B, T, F)`` features whose valid frames are ``(B,)`` ``lengths``."""
+        if not self.training:
+            return features
+        batch, frames, bins = features.shape
+        device = features.device
+        bin_limit = torch.full((batch,), bins, device=device)
+        freq = _random_spans(bin_limit, self.num_freq_masks, self.freq_mask_width, bins)
+        time = _random_spans(lengths.to(device), self.num_time_masks, self.time_mask_width, frames)
+        masked = freq.unsqueeze(1) | time.unsqueeze(2)
+        return features.masked_fill(masked, 0.0)
+
+
+def _random_spans(limits: Tensor, count: int, max_width: int, size: int) -> Tensor:
+    """``(B, size)`` bool, True inside ``count`` random spans lying within ``[0, limits[b])``."""
+    positions = torch.arange(size, device=limits.device)
+    covered = torch.zeros(limits.shape[0], size, dtype=torch.bool, device=limits.device)
+    widest = limits.clamp(max=max_width).unsqueeze(1)
+    for _ in range(count):
+        width = (torch.rand(widest.shape, device=limits.device) * (widest + 1)).floor().long()
+        room = limits.unsqueeze(1) - width + 1
+        start = (torch.rand(room.shape, device=limits.device) * room).floor().long()
+        covered |= (positions >= start) & (positions < start + width)
+    return covered
+
+
+class FeaturePipeline(nn.Module):
+    """Log-mel frontend, global normalisation and SpecAugment as one module.
+
+    Keeping this inside a model stores the normaliser statistics in its checkpoints.
+    """
+
+    def __init__(self, config: FeatureConfig | None = None) -> None:
+        super().__init__()
+        config = config or FeatureConfig()
+        self.frontend = LogMelFrontend(config)
+        self.normalizer = GlobalNormalizer(config.num_mel_bins)
+        self.spec_augment = SpecAugment(
+            config.num_freq_masks,
+            config.freq_mask_width,
+            config.num_time_masks,
+            config.time_mask_width,
+        )
+
+    def forward(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, N)`` waveforms and ``(B,)`` lengths to ``(B, T, F)`` features and ``(B,)``
+        frame lengths, normalised, and masked in training mode."""
+        features, frame_lengths = self.frontend(waveforms, lengths)
+        features = self.normalizer(features, frame_lengths)
+        return self.spec_augment(features, frame_lengths), frame_lengths
+
+
+def speed_perturb(wave: Tensor, sample_rate: int, factor: float) -> Tensor:
+    """Play ``(..., N)`` audio ``factor`` times faster by resampling (pitch shifts too).
+
+    Returns:
+        ``(..., ceil(N / factor))``, approximately; the exact length is torchaudio's
+        ``ceil(N * sample_rate / round(sample_rate * factor))``.
+    """
+    if factor <= 0:
+        raise InputError(f"speed factor must be positive, got {factor}")
+    source_rate = round(sample_rate * factor)
+    if source_rate == sample_rate:
+        return wave
+    return torchaudio.functional.resample(wave, source_rate, sample_rate)
+
+
+def add_noise(wave: Tensor, noise: Tensor, snr_db: float) -> Tensor:
+    """Mix ``noise`` into a ``(N,)`` waveform at exactly ``snr_db`` (mean power ratio).
+
+    ``noise`` ``(M,)`` is tiled or cut to ``N`` samples. The result is not clipped.
+
+    Raises:
+        InputError: the noise is empty or silent.
+    """
+    if noise.numel() == 0:
+        raise InputError("noise waveform is empty")
+    repeats = math.ceil(wave.shape[-1] / noise.shape[-1])
+    noise = noise.repeat(repeats)[: wave.shape[-1]]
+    noise_power = noise.square().mean()
+    if noise_power == 0:
+        raise InputError("noise waveform is silent")
+    signal_power = wave.square().mean()
+    scale = torch.sqrt(signal_power / (noise_power * 10.0 ** (snr_db / 10.0)))
+    return wave + scale * noise
+
+
+def augment_waveform(
+    wave: Tensor,
+    config: FeatureConfig,
+    noises: Sequence[Tensor] = (),
+    rng: random.Random | None = None,
+) -> Tensor:
+    """Training-time waveform augmentation of a ``(N,)`` waveform.
+
+    Applies a speed factor drawn from ``config.speed_factors``, then, with probability
+    ``config.noise_prob`` and if ``noises`` is not empty, a random noise at a random SNR.
+    """
+    rng = rng or random.Random()
+    wave = speed_perturb(wave, config.sample_rate, rng.choice(config.speed_factors))
+    if noises and rng.random() < config.noise_prob:
+        snr_db = rng.uniform(config.min_snr_db, config.max_snr_db)
+        wave = add_noise(wave, rng.choice(noises), snr_db)
+    return wave

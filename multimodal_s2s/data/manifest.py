@@ -1,0 +1,209 @@
+"""JSON Lines manifests (one utterance per line) and importers from corpus layouts.
+
+A record is ``{"audio": path, "text": transcript, "duration": seconds, ...}``; extra keys
+are kept. Command line::
+
+    python -m multimodal_s2s.data.manifest {librispeech,kaldi} SRC OUT.jsonl
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+from multimodal_s2s.data.audio import audio_duration
+from multimodal_s2s.errors import InputError
+
+
+def read_manifest(path: str | Path, source_key: str = "audio") -> list[dict]:
+    """Read a JSON Lines manifest; blank lines are skipped.
+
+    Relative ``source_key`` paths are resolved against the manifest's directory.
+    ``source_key`` lets other modalities (e.g. ``"image"``) share the format.
+
+    Raises:
+        InputError: the file is missing, or a line (named ``file:line``) is not a JSON
+            object, lacks ``source_key`` or ``"text"``, or has a non-string value for them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: manifest not found")
+    records = []
+    with path.open(encoding="utf-8") as lines:
+        for line_number, line in enumerate(lines, start=1):
+            if line.strip():
+                record = _parse_record(line, f"{path}:{line_number}", source_key)
+                record[source_key] = str(path.parent / record[source_key])
+                records.append(record)
+    return records
+
+
+def _parse_record(line: str, where: str, source_key: str) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise InputError(f"{where}: invalid JSON ({error.msg})") from error
+    if not isinstance(record, dict):
+        raise InputError(f"{where}: expected a JSON object")
+    for key in (source_key, "text"):
+        if key not in record:
+            raise InputError(f"{where}: missing key '{key}'")
+        if not isinstance(record[key], str):
+            raise InputError(f"{where}: '{key}' must be a string")
+    return record
+
+
+def write_manifest(records: Iterable[dict], path: str | Path) -> None:
+    """Write records as JSON Lines atomically (temp file in the same directory, then
+    ``os.replace``), creating the parent directory. ``Path`` values become strings."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            for record in records:
+                out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def import_librispeech(root: Path) -> list[dict]:
+    """Records from a LibriSpeech tree: ``SPEAKER/CHAPTER/SPEAKER-CHAPTER.trans.txt`` with
+    ``UTT-ID TEXT`` lines and ``UTT-ID.flac`` beside it, found anywhere below ``root``.
+
+    Records are ``{"id", "audio" (absolute), "text" (lowercased), "duration", "speaker"}``,
+    in sorted transcript-file order.
+
+    Raises:
+        InputError: ``root`` is missing or has no transcripts, a transcript line is
+            malformed (named ``file:line``), or an audio file is missing or unreadable.
+    """
+    root = Path(root).absolute()
+    if not root.is_dir():
+        raise InputError(f"{root}: LibriSpeech directory not found")
+    transcripts = sorted(root.rglob("*.trans.txt"))
+    if not transcripts:
+        raise InputError(f"{root}: no *.trans.txt transcripts found")
+    records = []
+    for transcript in transcripts:
+        for utterance_id, (_, text) in _read_keyed_lines(transcript).items():
+            audio = transcript.parent / f"{utterance_id}.flac"
+            records.append(
+                {
+                    "id": utterance_id,
+                    "audio": str(audio),
+                    "text": text.lower(),
+                    "duration": audio_duration(audio),
+                    "speaker": utterance_id.split("-")[0],
+                }
+            )
+    return records
+
+
+def import_kaldi(data_dir: Path) -> list[dict]:
+    """Records from a Kaldi data directory (``wav.scp`` and ``text``).
+
+    ``wav.scp`` lines must be ``UTT-ID PATH`` to an audio file; relative paths are resolved
+    against the current directory (Kaldi runs from the recipe directory). Utterances found
+    in only one of the two files are skipped with a warning. Records are
+    ``{"id", "audio" (absolute), "text", "duration"}`` in ``wav.scp`` order.
+
+    Raises:
+        InputError: a file is missing, a ``segments`` file exists (recordings split into
+            utterances are unsupported), a line is malformed or a piped command
+            (``... |``), the two files share no utterance, or audio is unreadable.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"{data_dir}: Kaldi data directory not found")
+    if (data_dir / "segments").exists():
+        raise InputError(f"{data_dir / 'segments'}: Kaldi segments files are unsupported")
+    wav_scp = data_dir / "wav.scp"
+    audio_paths = _read_keyed_lines(wav_scp)
+    texts = _read_keyed_lines(data_dir / "text")
+    for utterance_id, (line_number, audio) in audio_paths.items():
+        if audio.endswith("|"):
+            raise InputError(
+                f"{wav_scp}:{line_number}: piped command for '{utterance_id}' is unsupported; "
+                "write the audio to files first"
+            )
+    _warn_unpaired(data_dir, audio_paths.keys() - texts.keys(), texts.keys() - audio_paths.keys())
+    records = [
+        {
+            "id": utterance_id,
+            "audio": str(Path(audio).absolute()),
+            "text": texts[utterance_id][1],
+            "duration": audio_duration(audio),
+        }
+        for utterance_id, (_, audio) in audio_paths.items()
+        if utterance_id in texts
+    ]
+    if not records:
+        raise InputError(f"{data_dir}: wav.scp and text share no utterance")
+    return records
+
+
+def _read_keyed_lines(path: Path) -> dict[str, tuple[int, str]]:
+    """``KEY VALUE`` lines (blank lines skipped) as an ordered ``{key: (line number, value)}``;
+    the value may contain spaces and must not be empty."""
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    entries: dict[str, tuple[int, str]] = {}
+    with path.open(encoding="utf-8") as lines:
+        for line_number, line in enumerate(lines, start=1):
+            fields = line.strip().split(maxsplit=1)
+            if not fields:
+                continue
+            if len(fields) != 2:
+                raise InputError(f"{path}:{line_number}: expected 'KEY VALUE', got '{fields[0]}'")
+            if fields[0] in entries:
+                raise InputError(f"{path}:{line_number}: duplicate key '{fields[0]}'")
+            entries[fields[0]] = (line_number, fields[1])
+    return entries
+
+
+def _warn_unpaired(data_dir: Path, no_text: set[str], no_audio: set[str]) -> None:
+    for ids, missing in ((no_text, "text"), (no_audio, "wav.scp")):
+        if ids:
+            examples = ", ".join(sorted(ids)[:3])
+            warnings.warn(
+                f"{data_dir}: skipping {len(ids)} utterance(s) missing from {missing} "
+                f"(e.g. {examples})",
+                stacklevel=3,
+            )
+
+
+_IMPORTERS = {"librispeech": import_librispeech, "kaldi": import_kaldi}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Import a corpus into a manifest; returns the process exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m multimodal_s2s.data.manifest",
+        description="Write a JSON Lines manifest from a LibriSpeech tree or Kaldi data dir.",
+    )
+    parser.add_argument("layout", choices=sorted(_IMPORTERS), help="source corpus layout")
+    parser.add_argument("src", type=Path, help="LibriSpeech root or Kaldi data directory")
+    parser.add_argument("out", type=Path, help="output manifest (.jsonl)")
+    args = parser.parse_args(argv)
+    try:
+        records = _IMPORTERS[args.layout](args.src)
+        write_manifest(records, args.out)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    hours = sum(record["duration"] for record in records) / 3600
+    print(f"wrote {len(records)} utterances ({hours:.2f} h) to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+import math
+import random
+
+import pytest
+import torch
+
+from multimodal_s2s.data.features import (
+    FeatureConfig,
+    FeaturePipeline,
+    GlobalNormalizer,
+    LogMelFrontend,
+    SpecAugment,
+    add_noise,
+    augment_waveform,
+    speed_perturb,
+)
+from multimodal_s2s.errors import InputError
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _padded_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    waves = torch.rand(len(lengths), max(lengths), generator=generator) * 2 - 1
+    lengths_tensor = torch.tensor(lengths)
+    waves[torch.arange(max(lengths)) >= lengths_tensor.unsqueeze(1)] = 0.7  # non-zero padding
+    return waves, lengths_tensor
+
+
+def _tone(frequency: float, sample_rate: int, samples: int) -> torch.Tensor:
+    t = torch.arange(samples, dtype=torch.float64) / sample_rate
+    return (0.5 * torch.sin(2 * math.pi * frequency * t)).float()
+
+
+def test_config_derives_window_sizes():
+    config = FeatureConfig()
+    assert (config.win_length, config.hop_length, config.n_fft) == (400, 160, 512)
+    narrow = FeatureConfig(sample_rate=8000)
+    assert (narrow.win_length, narrow.hop_length, narrow.n_fft) == (200, 80, 256)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"num_mel_bins": 0}, {"speed_factors": []}, {"noise_prob": 1.5}, {"min_snr_db": 30}]
+)
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(InputError, match=next(iter(bad))):
+        FeatureConfig(**bad)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_frontend_shapes_follow_the_frame_formula(device, dtype):
+    # Centred frames: T = 1 + N // hop, hop = 160 samples at 16 kHz.
+    frontend = LogMelFrontend().to(device=device, dtype=dtype)
+    waves, lengths = _padded_batch([16000, 8000, 161, 1])
+    features, frame_lengths = frontend(waves.to(device, dtype), lengths.to(device))
+    assert features.shape == (4, 1 + 16000 // 160, 80)
+    assert features.dtype == dtype
+    assert frame_lengths.tolist() == [101, 51, 2, 1]
+    assert torch.all(features[1, 51:] == 0) and torch.all(features[2, 2:] == 0)
+    assert torch.isfinite(features).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_frontend_is_padding_invariant(dtype):
+    frontend = LogMelFrontend().to(dtype=dtype)
+    waves, lengths = _padded_batch([12345, 4000, 700])
+    waves = waves.to(dtype)
+    batched, frame_lengths = frontend(waves, lengths)
+    for row, length in enumerate(lengths.tolist()):
+        alone, alone_frames = frontend(waves[row : row + 1, :length], lengths[row : row + 1])
+        assert alone_frames.item() == frame_lengths[row].item()
+        valid = batched[row, : frame_lengths[row]]
+        torch.testing.assert_close(valid, alone[0], atol=1e-4, rtol=1e-5)
+
+
+def test_frontend_finds_a_tone_in_the_right_mel_bin():
+    frontend = LogMelFrontend()
+    low, _ = frontend(_tone(300.0, 16000, 4000).unsqueeze(0), torch.tensor([4000]))
+    high, _ = frontend(_tone(3000.0, 16000, 4000).unsqueeze(0), torch.tensor([4000]))
+    low_bin = int(low[0, 10].argmax())
+    high_bin = int(high[0, 10].argmax())
+    assert low_bin < high_bin
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_normalizer_fits_valid_frames_only(device):
+    features = torch.zeros(2, 4, 3)
+    features[0, :4] = torch.tensor([[1.0, 2.0, 3.0]]).repeat(4, 1) * torch.arange(1, 5).view(4, 1)
+    features[1, :2] = torch.tensor([[5.0, 10.0, 15.0], [5.0, 10.0, 15.0]])
+    features[1, 2:] = 1000.0  # padding, must be ignored
+    features, lengths = features.to(device), torch.tensor([4, 2], device=device)
+    valid = torch.cat([features[0], features[1, :2]])
+    normalizer = GlobalNormalizer(3).to(device).fit([(features, lengths)])
+    torch.testing.assert_close(normalizer.mean, valid.mean(0))
+    torch.testing.assert_close(normalizer.std, valid.std(0, unbiased=False))
+    normalized = normalizer(features, lengths)
+    assert torch.all(normalized[1, 2:] == 0)
+    flat = torch.cat([normalized[0], normalized[1, :2]])
+    torch.testing.assert_close(flat.mean(0), torch.zeros(3, device=device), atol=1e-6, rtol=0)
+    torch.testing.assert_close(flat.std(0, unbiased=False), torch.ones(3, device=device))
+
+
+def test_normalizer_accumulates_over_batches_and_is_checkpointed():
+    generator = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(3, 7, 5, generator=generator) * 2 + 3, torch.tensor([7, 3, 5]))]
+    batches.append((torch.randn(2, 4, 5, generator=generator), torch.tensor([4, 1])))
+    valid = torch.cat([f[b, :n] for f, ls in batches for b, n in enumerate(ls.tolist())])
+    normalizer = GlobalNormalizer(5).fit(iter(batches))
+    torch.testing.assert_close(normalizer.mean, valid.mean(0))
+    torch.testing.assert_close(normalizer.std, valid.std(0, unbiased=False))
+    state = FeaturePipeline(FeatureConfig(num_mel_bins=5)).state_dict()
+    assert {"normalizer.mean", "normalizer.std"} <= set(state)
+    restored = GlobalNormalizer(5)
+    restored.load_state_dict(normalizer.state_dict())
+    torch.testing.assert_close(restored.std, normalizer.std)
+
+
+def test_normalizer_without_frames_is_an_error():
+    with pytest.raises(InputError, match="no valid frames"):
+        GlobalNormalizer(4).fit([])
+
+
+def test_spec_augment_is_identity_in_eval_mode():
+    features = torch.randn(3, 50, 80)
+    augment = SpecAugment(num_freq_masks=2, freq_mask_width=20, num_time_masks=2).eval()
+    assert augment(features, torch.tensor([50, 30, 10])) is features
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_spec_augment_masks_stay_within_limits_in_training(device):
+    torch.manual_seed(0)
+    augment = SpecAugment(
+        num_freq_masks=1, freq_mask_width=8, num_time_masks=1, time_mask_width=200
+    ).train()
+    lengths = torch.tensor([60, 25, 5], device=device)
+    saw_time_mask = False
+    for _ in range(50):
+        features = torch.rand(3, 70, 40, device=device) + 1.0  # positive: zeros are masks
+        masked = augment(features, lengths)
+        zero = masked == 0
+        full_bins = zero.all(dim=1)  # (B, F): frequency masks span every frame
+        full_frames = zero.all(dim=2)  # (B, T): time masks span every bin
+        assert full_bins.sum(dim=1).max() <= 8
+        assert torch.equal(zero, full_bins.unsqueeze(1) | full_frames.unsqueeze(2))
+        for row, length in enumerate(lengths.tolist()):
+            assert not full_frames[row, length:].any()
+            assert full_frames[row].sum() <= length
+        saw_time_mask |= bool(full_frames.any())
+    assert saw_time_mask
+
+
+def test_feature_pipeline_normalises_then_masks_in_training_only():
+    pipeline = FeaturePipeline(FeatureConfig(num_freq_masks=1, freq_mask_width=80))
+    waves, lengths = _padded_batch([3200, 1600])
+    raw, raw_lengths = pipeline.frontend(waves, lengths)
+    pipeline.normalizer.fit([(raw, raw_lengths)])
+    features, frame_lengths = pipeline.eval()(waves, lengths)
+    assert torch.equal(frame_lengths, torch.tensor([21, 11]))
+    valid = torch.cat([features[0], features[1, :11]])
+    torch.testing.assert_close(valid.mean(0), torch.zeros(80), atol=1e-4, rtol=0)
+    torch.manual_seed(0)
+    trained, _ = pipeline.train()(waves, lengths)
+    assert (trained == 0).sum() > (features == 0).sum()
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_speed_perturb_changes_length_and_pitch(factor):
+    wave = _tone(1000.0, 16000, 16000)
+    perturbed = speed_perturb(wave, 16000, factor)
+    assert len(perturbed) == math.ceil(16000 * 16000 / round(16000 * factor))
+    spectrum = torch.fft.rfft(perturbed.double() * torch.hann_window(len(perturbed)).double())
+    peak_hz = float(spectrum.abs().argmax()) * 16000 / len(perturbed)
+    assert peak_hz == pytest.approx(1000.0 * factor, abs=3.0)
+
+
+def test_speed_perturb_identity_and_errors():
+    wave = torch.randn(100)
+    assert speed_perturb(wave, 16000, 1.0) is wave
+    with pytest.raises(InputError, match="positive"):
+        speed_perturb(wave, 16000, 0.0)
+
+
+@pytest.mark.parametrize("snr_db", [-5.0, 0.0, 10.0, 23.5])
+def test_add_noise_reaches_the_exact_snr(snr_db):
+    generator = torch.Generator().manual_seed(0)
+    wave = torch.randn(16000, generator=generator, dtype=torch.float64) * 0.3
+    noise = torch.randn(5000, generator=generator, dtype=torch.float64)  # shorter: tiled
+    mixed = add_noise(wave, noise, snr_db)
+    assert mixed.shape == wave.shape
+    added = mixed - wave
+    measured = 10 * torch.log10(wave.square().mean() / added.square().mean())
+    assert measured.item() == pytest.approx(snr_db, abs=1e-9)
+    torch.testing.assert_close(added[5000:10000] / added[:5000], torch.full((5000,), 1.0).double())
+
+
+def test_add_noise_rejects_silent_or_empty_noise():
+    with pytest.raises(InputError, match="silent"):
+        add_noise(torch.randn(10), torch.zeros(10), 5.0)
+    with pytest.raises(InputError, match="empty"):
+        add_noise(torch.randn(10), torch.zeros(0), 5.0)
+
+
+def test_augment_waveform_applies_configured_speed_and_noise():
+    config = FeatureConfig(speed_factors=[1.1], noise_prob=1.0, min_snr_db=10, max_snr_db=10)
+    wave = _tone(500.0, 16000, 8000)
+    noise = torch.randn(8000)
+    augmented = augment_waveform(wave, config, [noise], random.Random(0))
+    sped = speed_perturb(wave, 16000, 1.1)
+    assert augmented.shape == sped.shape
+    measured = 10 * torch.log10(sped.square().mean() / (augmented - sped).square().mean())
+    assert measured.item() == pytest.approx(10.0, abs=1e-3)
+    clean = augment_waveform(wave, FeatureConfig(), [noise], random.Random(0))
+    assert torch.equal(clean, wave)
