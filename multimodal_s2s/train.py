@@ -183,7 +183,7 @@ class _Run:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return float(loss)
+        return float(loss.detach())
 
     def _evaluate(self, split: str) -> dict[str, float]:
         """Dev loss (per token, no smoothing) and greedy-decoding word error rate."""

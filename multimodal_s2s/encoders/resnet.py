@@ -94,6 +94,6 @@ def _load_weights(resnet: nn.Module, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         resnet.load_state_dict(state)
-    except (RuntimeError, ValueError, OSError) as error:
+    except Exception as error:
         first_line = str(error).splitlines()[0]
         raise InputError(f"{path}: not usable ResNet weights ({first_line})") from error

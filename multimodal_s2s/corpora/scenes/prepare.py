@@ -1,0 +1,230 @@
+"""Build the scene corpus: images plus ``train/dev/test.jsonl`` manifests, cached.
+
+Usage: ``python -m multimodal_s2s.corpora.scenes.prepare OUT_DIR [--seed 0] [--jobs 2] ...``
+
+A manifest line is ``{"image": absolute path, "caption": text, "objects": [names in caption
+order], "relation": "left" | "above" | null, "background": background id, "id": scene id}``.
+Re-running with the same settings and inputs returns at once; any change rebuilds.
+"""
+
+import argparse
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import NamedTuple
+
+from tqdm import tqdm
+
+from multimodal_s2s.corpora.scenes.backgrounds import (
+    DEFAULT_BACKGROUND_ROOT,
+    find_photos,
+    texture_ids,
+)
+from multimodal_s2s.corpora.scenes.caption import format_caption
+from multimodal_s2s.corpora.scenes.plan import SPLITS, SceneSpec, plan_scenes, split_backgrounds
+from multimodal_s2s.corpora.scenes.render import SceneRenderer
+from multimodal_s2s.corpora.scenes.stamps import DEFAULT_STAMP_ROOT, find_objects
+from multimodal_s2s.errors import InputError
+
+CORPUS_VERSION = 1
+IMAGE_FORMATS = {"jpg": ("JPEG", {"quality": 95, "subsampling": 0}), "png": ("PNG", {})}
+_BATCH_SIZE = 50
+_MARKER = "corpus.json"
+
+
+class _Job(NamedTuple):
+    """What every rendering process needs to know."""
+
+    image_size: int
+    seed: int
+    photos: dict[str, Path]
+    image_dir: Path
+    image_format: str
+
+
+# Set in each rendering process by _start_worker: the _Job and its SceneRenderer.
+_worker_state: dict = {}
+
+
+def prepare_corpus(
+    out_dir: Path,
+    seed: int = 0,
+    image_size: int = 128,
+    num_train: int = 20000,
+    num_dev: int = 1000,
+    num_test: int = 1000,
+    jobs: int = 2,
+    *,
+    stamp_root: Path = DEFAULT_STAMP_ROOT,
+    background_root: Path = DEFAULT_BACKGROUND_ROOT,
+    num_textures: int = 60,
+    image_format: str = "jpg",
+    progress: bool = False,
+) -> dict[str, Path]:
+    """Build (or find cached) the corpus under ``out_dir``; returns ``{split: manifest path}``.
+
+    Images go to ``out_dir/images/<split>/<id>.<image_format>`` (square, side ``image_size``).
+    The output depends only on the arguments other than ``jobs`` and ``progress``, and on
+    the stamp and background files.
+    """
+    minimums = {
+        "image_size": (image_size, 8),
+        "num_train": (num_train, 1),
+        "num_dev": (num_dev, 0),
+        "num_test": (num_test, 0),
+        "jobs": (jobs, 1),
+        "num_textures": (num_textures, 0),
+    }
+    _check_arguments(minimums, image_format)
+    out_dir = out_dir.resolve()
+    objects = find_objects(stamp_root)
+    photos = find_photos(background_root)
+    settings = {
+        "version": CORPUS_VERSION,
+        "seed": seed,
+        "image_size": image_size,
+        "counts": {"train": num_train, "dev": num_dev, "test": num_test},
+        "num_textures": num_textures,
+        "image_format": image_format,
+        "inputs": _fingerprint(objects, photos),
+    }
+    manifests = {split: out_dir / f"{split}.jsonl" for split in SPLITS}
+    if _is_cached(out_dir / _MARKER, settings, manifests):
+        return manifests
+    (out_dir / _MARKER).unlink(missing_ok=True)
+    pools = split_backgrounds(
+        list(photos), texture_ids(num_textures), random.Random(f"{seed}/backgrounds")
+    )
+    plan = plan_scenes(objects, pools, settings["counts"], seed)
+    job = _Job(image_size, seed, photos, out_dir / "images", image_format)
+    rows = _render_all(plan, job, jobs, progress)
+    for split in SPLITS:
+        _write_atomically(manifests[split], "".join(json.dumps(r) + "\n" for r in rows[split]))
+    _write_atomically(out_dir / _MARKER, json.dumps({"settings": settings}, indent=1) + "\n")
+    return manifests
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--num-train", type=int, default=20000)
+    parser.add_argument("--num-dev", type=int, default=1000)
+    parser.add_argument("--num-test", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--stamp-root", type=Path, default=DEFAULT_STAMP_ROOT)
+    parser.add_argument("--background-root", type=Path, default=DEFAULT_BACKGROUND_ROOT)
+    parser.add_argument("--num-textures", type=int, default=60)
+    parser.add_argument("--image-format", choices=sorted(IMAGE_FORMATS), default="jpg")
+    args = vars(parser.parse_args(argv))
+    try:
+        manifests = prepare_corpus(args.pop("out_dir"), **args, progress=True)
+    except InputError as error:
+        raise SystemExit(f"error: {error}") from None
+    for split, path in manifests.items():
+        print(f"{split}: {path}")
+
+
+def _check_arguments(minimums: dict[str, tuple[int, int]], image_format: str) -> None:
+    """``minimums`` maps an argument name to its value and its smallest allowed value."""
+    for name, (value, minimum) in minimums.items():
+        if value < minimum:
+            raise InputError(f"{name} must be at least {minimum}, got {value}")
+    if image_format not in IMAGE_FORMATS:
+        raise InputError(f"image_format must be one of {sorted(IMAGE_FORMATS)}: {image_format!r}")
+
+
+def _fingerprint(objects: dict[str, list[Path]], photos: dict[str, Path]) -> str:
+    """A digest of the input files (names, paths and sizes) the corpus is built from."""
+    listing = [
+        [name, [[str(p), p.stat().st_size] for p in paths]] for name, paths in objects.items()
+    ]
+    listing += [[bid, [[str(p), p.stat().st_size]]] for bid, p in photos.items()]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
+def _is_cached(marker: Path, settings: dict, manifests: dict[str, Path]) -> bool:
+    if not marker.is_file() or not all(path.is_file() for path in manifests.values()):
+        return False
+    try:
+        return json.loads(marker.read_text())["settings"] == settings
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def _render_all(
+    plan: dict[str, list[SceneSpec]], job: _Job, jobs: int, progress: bool
+) -> dict[str, list[dict]]:
+    """Render every planned scene into a fresh image folder, in ``jobs`` processes.
+
+    Returns the manifest rows of each split, in plan order.
+    """
+    shutil.rmtree(job.image_dir, ignore_errors=True)
+    for split in SPLITS:
+        (job.image_dir / split).mkdir(parents=True)
+    batches = [
+        (split, specs[start : start + _BATCH_SIZE])
+        for split, specs in plan.items()
+        for start in range(0, len(specs), _BATCH_SIZE)
+    ]
+    rows: dict[str, list[dict]] = {split: [] for split in SPLITS}
+    with contextlib.ExitStack() as stack:
+        if jobs == 1:
+            _start_worker(job)
+            stack.callback(_worker_state.clear)
+            results = map(_render_batch, batches)
+        else:
+            pool = stack.enter_context(multiprocessing.Pool(jobs, _start_worker, (job,)))
+            results = pool.imap(_render_batch, batches)
+        total = sum(len(specs) for specs in plan.values())
+        bar = stack.enter_context(tqdm(total=total, unit="scene", disable=not progress))
+        for (split, specs), batch_rows in zip(batches, results, strict=True):
+            rows[split].extend(batch_rows)
+            bar.update(len(specs))
+    return rows
+
+
+def _start_worker(job: _Job) -> None:
+    _worker_state["job"] = job
+    _worker_state["renderer"] = SceneRenderer(job.image_size, job.seed, job.photos)
+
+
+def _render_batch(batch: tuple[str, list[SceneSpec]]) -> list[dict]:
+    """Render and save one batch of scenes of a split; their manifest rows."""
+    split, specs = batch
+    job: _Job = _worker_state["job"]
+    renderer: SceneRenderer = _worker_state["renderer"]
+    pil_format, options = IMAGE_FORMATS[job.image_format]
+    rows = []
+    for spec in specs:
+        scene = renderer.render(spec)
+        path = job.image_dir / split / f"{spec.id}.{job.image_format}"
+        scene.image.save(path, pil_format, **options)
+        rows.append(
+            {
+                "image": str(path),
+                "caption": format_caption(scene.caption),
+                "objects": scene.caption.objects,
+                "relation": scene.caption.relation,
+                "background": spec.background,
+                "id": spec.id,
+            }
+        )
+    return rows
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+if __name__ == "__main__":
+    main()

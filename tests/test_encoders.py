@@ -1,0 +1,113 @@
+import pytest
+import torch
+
+from multimodal_s2s.config import load_config
+from multimodal_s2s.encoders import ENCODERS
+from multimodal_s2s.encoders.cnn import CNNConfig, CNNEncoder
+from multimodal_s2s.encoders.pblstm import PBLSTMConfig, PyramidalBLSTMEncoder
+from multimodal_s2s.encoders.resnet import ResNetConfig, ResNetEncoder
+from multimodal_s2s.errors import InputError
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("output_dim", [None, 12])
+def test_pblstm_shapes_follow_config(layers, output_dim):
+    config = PBLSTMConfig(input_dim=5, hidden_dim=7, num_layers=layers, output_dim=output_dim)
+    encoder = PyramidalBLSTMEncoder(config).eval()
+    lengths = torch.tensor([37, 29, 16])
+    out = encoder(torch.randn(3, 37, 5), lengths)
+    dim = output_dim or 2 * 7
+    assert encoder.output_dim == dim
+    assert out.memory.shape == (3, 37 // 2**layers, dim)
+    assert out.lengths.tolist() == [37 // 2**layers, 29 // 2**layers, 16 // 2**layers]
+    assert out.lengths.dtype == torch.int64
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pblstm_padding_never_changes_memory(dtype):
+    encoder = PyramidalBLSTMEncoder(PBLSTMConfig(input_dim=4, hidden_dim=6, num_layers=2))
+    encoder = encoder.to(dtype).eval()
+    short = torch.randn(1, 13, 4, dtype=dtype)
+    alone = encoder(short, torch.tensor([13]))
+    batch = torch.randn(3, 30, 4, dtype=dtype)
+    batch[1, :13] = short[0]
+    batch[1, 13:] = 100.0  # garbage in the padding must not leak
+    together = encoder(batch, torch.tensor([30, 13, 22]))
+    assert together.lengths[1] == alone.lengths[0] == 3
+    torch.testing.assert_close(together.memory[1, :3], alone.memory[0], atol=1e-5, rtol=0)
+    assert torch.all(together.memory[1, 3:] == 0)
+
+
+def test_pblstm_rejects_too_short_inputs():
+    encoder = PyramidalBLSTMEncoder(PBLSTMConfig(input_dim=4, hidden_dim=6, num_layers=3))
+    with pytest.raises(ValueError, match="at least 8 input frames"):
+        encoder(torch.randn(1, 7, 4), torch.tensor([7]))
+
+
+@pytest.mark.parametrize(("height", "width"), [(32, 32), (40, 24), (17, 50)])
+def test_cnn_grid_is_flattened_to_memory(height, width):
+    encoder = CNNEncoder(CNNConfig(channels=[4, 8, 16], output_dim=10)).eval()
+    out = encoder(torch.randn(2, 3, height, width))
+    grid = (height // 8, width // 8)
+    assert encoder.grid_size(height, width) == grid
+    assert out.memory.shape == (2, grid[0] * grid[1], 10)
+    assert out.lengths.tolist() == [grid[0] * grid[1]] * 2
+
+
+@pytest.mark.parametrize(("layers", "channels"), [(1, 64), (2, 128), (4, 512)])
+def test_resnet_grid_and_width(layers, channels):
+    encoder = ResNetEncoder(ResNetConfig(depth=18, trunk_layers=layers)).eval()
+    out = encoder(torch.randn(1, 3, 64, 48))
+    grid = encoder.grid_size(64, 48)
+    stride = 2 ** (layers + 1)
+    assert grid == (-(-64 // stride), -(-48 // stride))  # each stride-2 stage rounds up
+    assert out.memory.shape == (1, grid[0] * grid[1], channels)
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet"])
+def test_image_encoders_are_batch_invariant(name):
+    encoder_class, config_class = ENCODERS[name]
+    config = config_class(**({"channels": [4, 8]} if name == "cnn" else {"trunk_layers": 2}))
+    encoder = encoder_class(config).eval()
+    images = torch.randn(3, 3, 32, 32)
+    alone = encoder(images[1:2]).memory
+    together = encoder(images).memory
+    torch.testing.assert_close(together[1:2], alone, atol=1e-5, rtol=0)
+
+
+def test_resnet_freeze_stops_gradients_and_keeps_batchnorm_fixed():
+    encoder = ResNetEncoder(ResNetConfig(trunk_layers=1, freeze=True, output_dim=8)).train()
+    running = encoder.trunk[1].running_mean.clone()
+    encoder(torch.randn(2, 3, 32, 32)).memory.sum().backward()
+    assert all(p.grad is None for p in encoder.trunk.parameters())
+    assert torch.equal(encoder.trunk[1].running_mean, running)
+    encoder.set_frozen(False)
+    encoder.train()
+    encoder(torch.randn(2, 3, 32, 32)).memory.sum().backward()
+    assert all(p.grad is not None for p in encoder.trunk.parameters())
+    assert not torch.equal(encoder.trunk[1].running_mean, running)
+
+
+def test_resnet_loads_local_weights_and_names_bad_files(tmp_path):
+    source = ResNetEncoder(ResNetConfig(depth=18, trunk_layers=1))
+    import torchvision
+
+    full = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "r18.pt"
+    torch.save(full.state_dict(), path)
+    loaded = ResNetEncoder(ResNetConfig(depth=18, trunk_layers=1, weights_path=str(path)))
+    assert torch.equal(loaded.trunk[0].weight, full.conv1.weight)
+    assert not torch.equal(source.trunk[0].weight, full.conv1.weight)
+    with pytest.raises(InputError, match="missing.pt"):
+        ResNetEncoder(ResNetConfig(weights_path=str(tmp_path / "missing.pt")))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="bad.pt"):
+        ResNetEncoder(ResNetConfig(weights_path=str(bad)))
+
+
+def test_every_registered_encoder_is_buildable_by_name():
+    for name, (encoder_class, _) in ENCODERS.items():
+        config = load_config(None, [f"encoder.name={name}"])
+        assert isinstance(config.encoder, ENCODERS[name][1])
+        assert encoder_class(config.encoder).output_dim > 0

@@ -1,0 +1,185 @@
+import math
+
+import pytest
+import torch
+from conftest import DECODER, SOURCE_SHAPES, tiny_model
+
+from multimodal_s2s.data.text import BOS_ID, EOS_ID, teacher_forcing_pair
+from multimodal_s2s.search import (
+    SearchConfig,
+    beam_search,
+    greedy_search,
+    max_output_lengths,
+    rank_score,
+)
+
+ATTENTION_KINDS = ["dot", "general", "additive", "location"]
+SEARCH = SearchConfig(beam_size=3, nbest=3, max_length_ratio=3.0, max_length=12)
+
+
+def _model(encoder: str, attention: str, eos_bias: float = 1.5):
+    overrides = SOURCE_SHAPES[encoder] + DECODER + [f"decoder.attention={attention}"]
+    if encoder == "cnn":
+        overrides.append("encoder.output_dim=16")
+    model, _ = tiny_model(overrides)
+    with torch.no_grad():
+        model.generator.projection.weight.mul_(4.0)
+        model.generator.projection.bias[EOS_ID] += eos_bias
+    return model
+
+
+def _sources(encoder: str):
+    """A short source alone, and the same source inside a batch with longer ones."""
+    if encoder == "pblstm":
+        batch = torch.randn(3, 40, 6)
+        batch[1, 17:] = 50.0  # padding garbage
+        lengths = torch.tensor([40, 17, 33])
+        return (batch[1:2, :17], torch.tensor([17])), (batch, lengths)
+    images = torch.randn(3, 3, 32, 32)
+    return (images[1:2], None), (images, None)
+
+
+@pytest.mark.parametrize("attention", ATTENTION_KINDS)
+@pytest.mark.parametrize("encoder", ["pblstm", "cnn", "resnet"])
+def test_padding_never_changes_decoding(encoder, attention):
+    model = _model(encoder, attention)
+    (alone, alone_lengths), (batch, batch_lengths) = _sources(encoder)
+    encoded_alone = model.encode(alone, alone_lengths)
+    encoded_batch = model.encode(batch, batch_lengths)
+    length = int(encoded_alone.lengths[0])
+    torch.testing.assert_close(
+        encoded_batch.memory[1, :length], encoded_alone.memory[0], atol=1e-5, rtol=0
+    )
+    greedy_alone = greedy_search(model, encoded_alone, SEARCH)[0]
+    greedy_batch = greedy_search(model, encoded_batch, SEARCH)[1]
+    assert greedy_batch.tokens == greedy_alone.tokens
+    assert greedy_batch.log_prob == pytest.approx(greedy_alone.log_prob, abs=1e-5)
+    beam_alone = beam_search(model, encoded_alone, SEARCH)[0]
+    beam_batch = beam_search(model, encoded_batch, SEARCH)[1]
+    assert [h.tokens for h in beam_batch] == [h.tokens for h in beam_alone]
+    assert [h.score for h in beam_batch] == pytest.approx([h.score for h in beam_alone], abs=1e-5)
+    for a, b in zip(beam_alone, beam_batch):
+        torch.testing.assert_close(b.attention, a.attention, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("attention", ATTENTION_KINDS)
+def test_beam_of_one_equals_greedy(attention):
+    model = _model("pblstm", attention)
+    _, (batch, lengths) = _sources("pblstm")
+    encoded = model.encode(batch, lengths)
+    config = SearchConfig(beam_size=1, max_length_ratio=3.0, max_length=12)
+    greedy = greedy_search(model, encoded, config)
+    beam = beam_search(model, encoded, config)
+    assert [h.tokens for h in greedy] == [n[0].tokens for n in beam]
+    assert [h.log_prob for h in greedy] == pytest.approx([n[0].log_prob for n in beam], abs=1e-5)
+    assert [h.score for h in greedy] == pytest.approx([n[0].score for n in beam], abs=1e-5)
+
+
+@pytest.mark.parametrize("length_norm", ["none", "length", "gnmt"])
+def test_batched_beam_search_equals_one_source_at_a_time(length_norm):
+    model = _model("pblstm", "location", eos_bias=2.5)
+    lengths = torch.tensor([40, 17, 33, 9, 26])
+    sources = torch.randn(5, 40, 6)
+    config = SearchConfig(
+        beam_size=4, nbest=2, length_norm=length_norm, max_length_ratio=3.0, max_length=15
+    )
+    batched = beam_search(model, model.encode(sources, lengths), config)
+    assert any(len(n[0].tokens) < 9 for n in batched)  # some sources stop early
+    for index in range(5):
+        alone = model.encode(
+            sources[index : index + 1, : lengths[index]], lengths[index : index + 1]
+        )
+        single = beam_search(model, alone, config)[0]
+        assert [h.tokens for h in batched[index]] == [h.tokens for h in single]
+        assert [h.score for h in batched[index]] == pytest.approx(
+            [h.score for h in single], abs=1e-5
+        )
+
+
+def test_scores_are_the_models_log_probabilities():
+    """A finished hypothesis keeps exactly the log-probability the model gives its tokens."""
+    model = _model("pblstm", "additive", eos_bias=2.5)
+    _, (batch, lengths) = _sources("pblstm")
+    encoded = model.encode(batch, lengths)
+    nbest = beam_search(model, encoded, SEARCH)
+    assert sum(h.finished for n in nbest for h in n) >= 3
+    for index, hypotheses in enumerate(nbest):
+        for hypothesis in hypotheses:
+            if not hypothesis.finished:
+                continue
+            inputs, targets = teacher_forcing_pair([hypothesis.tokens])
+            log_probs, _, _ = model(batch[index : index + 1], lengths[index : index + 1], inputs)
+            expected = log_probs.gather(2, targets.unsqueeze(2)).sum().detach()
+            assert hypothesis.log_prob == pytest.approx(float(expected), abs=1e-4)
+            assert hypothesis.score == pytest.approx(
+                hypothesis.log_prob / (len(hypothesis.tokens) + 1), abs=1e-5
+            )
+            assert hypothesis.attention.shape == (len(hypothesis.tokens) + 1, lengths[index] // 4)
+
+
+def test_source_without_eos_returns_its_best_partial_hypothesis():
+    model = _model("pblstm", "location", eos_bias=-1e4)
+    _, (batch, lengths) = _sources("pblstm")
+    encoded = model.encode(batch, lengths)
+    caps = max_output_lengths(encoded.lengths, SEARCH).tolist()
+    assert caps == [min(12, math.ceil(3.0 * n)) for n in (10, 4, 8)]
+    for hypotheses, cap in zip(beam_search(model, encoded, SEARCH), caps):
+        assert len(hypotheses) == 3
+        assert all(not h.finished and len(h.tokens) == cap for h in hypotheses)
+        assert all(math.isfinite(h.score) for h in hypotheses)
+    for hypothesis, cap in zip(greedy_search(model, encoded, SEARCH), caps):
+        assert not hypothesis.finished and len(hypothesis.tokens) == cap
+
+
+def test_eos_is_never_fed_to_the_decoder():
+    model = _model("pblstm", "location", eos_bias=2.5)
+    model.decoder.config.scheduled_sampling = 0.5
+    fed = []
+    model.decoder.embedding.register_forward_hook(lambda m, args, out: fed.append(args[0]))
+    _, (batch, lengths) = _sources("pblstm")
+    encoded = model.encode(batch, lengths)
+    results = beam_search(model, encoded, SEARCH)
+    greedy_search(model, encoded, SEARCH)
+    assert any(h.finished for n in results for h in n)  # EOS was produced ...
+    model.train()
+    inputs, _ = teacher_forcing_pair([[4, 5, 6], [7], [8, 9]])
+    model(batch, lengths, inputs)
+    fed = torch.cat(fed)
+    assert (fed == BOS_ID).any()
+    assert not (fed == EOS_ID).any()  # ... and never fed back
+
+
+def test_rank_score_formulas():
+    log_prob = torch.tensor([-6.0])
+    length = torch.tensor([3])
+    assert rank_score(log_prob, length, None, SearchConfig(length_norm="none")).item() == -6.0
+    assert rank_score(log_prob, length, None, SearchConfig(length_norm="length")).item() == -2.0
+    gnmt = SearchConfig(length_norm="gnmt", length_alpha=0.6)
+    assert rank_score(log_prob, length, None, gnmt).item() == pytest.approx(
+        -6.0 / ((5 + 3) / 6) ** 0.6
+    )
+    coverage = torch.tensor([[0.5, 2.0, 1.0]])
+    covered = SearchConfig(length_norm="none", coverage_penalty=0.2)
+    assert rank_score(log_prob, length, coverage, covered).item() == pytest.approx(
+        -6.0 + 0.2 * math.log(0.5)
+    )
+
+
+def test_coverage_penalty_changes_nothing_but_the_ranking_score():
+    model = _model("pblstm", "location", eos_bias=2.5)
+    _, (batch, lengths) = _sources("pblstm")
+    encoded = model.encode(batch, lengths)
+    plain = beam_search(model, encoded, SEARCH)
+    penalised = beam_search(
+        model, encoded, SearchConfig(**{**vars(SEARCH), "coverage_penalty": 1.0})
+    )
+    for hypothesis in (h for n in penalised for h in n):
+        coverage = hypothesis.attention.sum(0)
+        expected = rank_score(
+            torch.tensor(hypothesis.log_prob, dtype=torch.float64),
+            torch.tensor(len(hypothesis.tokens) + hypothesis.finished),
+            coverage.double(),
+            SearchConfig(coverage_penalty=1.0),
+        )
+        assert hypothesis.score == pytest.approx(float(expected), abs=1e-4)
+    assert [h.score for n in plain for h in n] != [h.score for n in penalised for h in n]

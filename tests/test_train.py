@@ -1,0 +1,168 @@
+import pytest
+import torch
+
+from multimodal_s2s.checkpoint import load_checkpoint, load_model, save_checkpoint
+from multimodal_s2s.cli import main
+from multimodal_s2s.config import load_config
+from multimodal_s2s.data.text import EOS_ID, PAD_ID
+from multimodal_s2s.errors import InputError
+from multimodal_s2s.loss import doubly_stochastic_penalty, token_loss
+from multimodal_s2s.train import _Run, build_source, evaluate_model, train
+
+SEQUENCES = [
+    "data.name=toy_sequences",
+    "data.feature_dim=8",
+    "encoder.name=pblstm",
+    "encoder.input_dim=8",
+    "encoder.hidden_dim=32",
+    "encoder.num_layers=1",
+    "search.max_length_ratio=4.0",
+]
+IMAGES = [
+    "data.name=toy_images",
+    "data.image_size=16",
+    "encoder.name=cnn",
+    "encoder.channels=[16, 32]",
+    "tokenizer.kind=word",
+    "decoder.attention={name: additive, gate: true}",
+    "loss.attention_penalty=0.1",
+]
+SMALL = [
+    "decoder.hidden_dim=64",
+    "decoder.embedding_dim=32",
+    "decoder.dropout=0.0",
+    "train.batch_size=8",
+    "train.warmup_steps=5",
+    "train.learning_rate=0.01",
+    "loss.label_smoothing=0.0",
+    "train.keep_best=1",
+    "search.beam_size=1",
+]
+
+
+@pytest.mark.parametrize(("task", "epochs"), [(SEQUENCES, 120), (IMAGES, 60)])
+def test_tiny_model_overfits_eight_pairs(tmp_path, task, epochs):
+    overrides = task + SMALL + ["data.num_train=8", "data.num_dev=2", f"train.epochs={epochs}"]
+    config = load_config(None, overrides)
+    result = train(config, tmp_path, progress=False)
+    model, tokenizer, saved = load_model(tmp_path / "last.pt")
+    scores = evaluate_model(model, tokenizer, build_source(saved), "train", saved, "cpu")
+    assert scores["wer"] == 0.0
+    assert result.best_checkpoint.exists()
+
+
+def test_resume_gives_the_same_next_step_loss(tmp_path):
+    overrides = (
+        SEQUENCES
+        + SMALL
+        + [
+            "data.num_train=32",
+            "data.num_dev=4",
+            "train.epochs=2",
+            "decoder.dropout=0.3",
+            "decoder.scheduled_sampling=0.3",
+        ]
+    )
+    config = load_config(None, overrides)
+
+    def run_in(folder, stop_after):
+        run = _Run(config, folder, progress=False)
+        batches = run._train_batches(run.epoch, start=run.batch_index)
+        losses = []
+        for batch in list(batches)[:stop_after]:
+            losses.append(run._train_step(batch))
+            run.batch_index += 1
+            run.step += 1
+        return run, losses
+
+    straight, losses = run_in(tmp_path / "a", 3)
+    interrupted, _ = run_in(tmp_path / "b", 2)
+    interrupted._save(tmp_path / "b" / "last.pt")
+    resumed, resumed_losses = run_in(tmp_path / "b", 1)
+    assert resumed.batch_index == 3 and resumed.step == 3
+    assert resumed_losses[0] == pytest.approx(losses[2], abs=1e-6)
+
+
+def test_training_writes_checkpoints_that_rebuild_the_model(tmp_path):
+    overrides = (
+        SEQUENCES
+        + SMALL
+        + [
+            "data.num_train=16",
+            "data.num_dev=4",
+            "train.epochs=2",
+            "train.average_best=true",
+            "train.keep_best=2",
+        ]
+    )
+    train(load_config(None, overrides), tmp_path, progress=False)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "averaged.pt",
+        "best.pt",
+        "epoch-1.pt",
+        "epoch-2.pt",
+        "last.pt",
+        "metrics.jsonl",
+    ]
+    payload = load_checkpoint(tmp_path / "last.pt")
+    assert payload["position"] == {"epoch": 2, "batch": 0, "step": 4}
+    model, tokenizer, config = load_model(tmp_path / "best.pt")
+    assert (
+        config.encoder.hidden_dim == 32
+        and len(tokenizer) == model.generator.projection.out_features
+    )
+    averaged = load_checkpoint(tmp_path / "averaged.pt")["model"]
+    epochs = [load_checkpoint(tmp_path / f"epoch-{e}.pt")["model"] for e in (1, 2)]
+    key = "decoder.output_projection.weight"
+    torch.testing.assert_close(averaged[key], (epochs[0][key] + epochs[1][key]) / 2)
+
+
+def test_resuming_with_another_config_is_refused(tmp_path):
+    overrides = SEQUENCES + SMALL + ["data.num_train=8", "data.num_dev=2", "train.epochs=1"]
+    train(load_config(None, overrides), tmp_path, progress=False)
+    changed = load_config(None, overrides + ["decoder.hidden_dim=32"])
+    with pytest.raises(InputError, match="decoder.hidden_dim"):
+        train(changed, tmp_path, progress=False)
+
+
+def test_bad_checkpoints_are_named(tmp_path):
+    with pytest.raises(InputError, match="nope.pt: checkpoint not found"):
+        load_model(tmp_path / "nope.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"garbage")
+    with pytest.raises(InputError, match="corrupt.pt: not a readable checkpoint"):
+        load_model(corrupt)
+    overrides = SEQUENCES + SMALL + ["data.num_train=8", "data.num_dev=2", "train.epochs=1"]
+    train(load_config(None, overrides), tmp_path / "run", progress=False)
+    payload = load_checkpoint(tmp_path / "run" / "best.pt")
+    payload["config"]["decoder"]["hidden_dim"] = 48
+    save_checkpoint(payload, tmp_path / "mismatch.pt")
+    with pytest.raises(InputError, match="mismatch.pt: weights do not match the saved config"):
+        load_model(tmp_path / "mismatch.pt")
+
+
+def test_cli_reports_bad_config_keys_in_one_line(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("encoder: {name: pblstm, hidden: 3}\n")
+    assert main(["train", str(config), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "unknown config key 'encoder.hidden'" in error
+
+
+def test_token_loss_ignores_padding_and_smooths():
+    log_probs = torch.log_softmax(torch.randn(2, 3, 5), dim=-1)
+    targets = torch.tensor([[4, EOS_ID, PAD_ID], [1, 3, EOS_ID]])
+    nll = -sum(log_probs[b, t, targets[b, t]] for b, t in [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)])
+    assert token_loss(log_probs, targets).item() == pytest.approx(float(nll), rel=1e-6)
+    uniform = -sum(log_probs[b, t].mean() for b, t in [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)])
+    assert token_loss(log_probs, targets, 0.1).item() == pytest.approx(
+        float(0.9 * nll + 0.1 * uniform), rel=1e-6
+    )
+
+
+def test_doubly_stochastic_penalty_counts_valid_steps_and_positions():
+    weights = torch.tensor([[[0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    targets = torch.tensor([[5, EOS_ID, PAD_ID]])
+    penalty = doubly_stochastic_penalty(weights, targets, torch.tensor([2]))
+    assert penalty.item() == pytest.approx((1 - 1.5) ** 2 + (1 - 0.5) ** 2)
