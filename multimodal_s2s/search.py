@@ -138,26 +138,30 @@ def beam_search(model, encoded: EncoderOutput, config: SearchConfig) -> list[lis
     memory, state = model.decoder.start(encoded)
     caps = max_output_lengths(encoded.lengths, config)
     beams = _Beams(memory.mask, caps, config, memory.memory.dtype)
-    rows = torch.arange(memory.mask.size(0), device=beams.device).repeat_interleave(
-        config.beam_size
-    )
+    rows = torch.arange(memory.mask.size(0), device=beams.device)
+    rows = rows.repeat_interleave(config.beam_size)
     memory, state = memory.select(rows), state.select(rows)
     results: list[list[Hypothesis]] = [[] for _ in range(memory.mask.size(0) // config.beam_size)]
     while beams.sources.numel() > 0:
         output, state = model.decoder.step(beams.next_tokens(), memory, state)
-        rows = beams.advance(model.generator(output), state.weights)
-        state = state.select(rows)
-        done = beams.done()
-        for local in done.nonzero().flatten().tolist():
+        state = state.select(beams.advance(model.generator(output), state.weights))
+        for local in beams.newly_done():
             results[int(beams.sources[local])] = beams.hypotheses(local)
-        if bool(done.any()):
-            rows = beams.keep(~done)
+        if beams.worth_shrinking():
+            rows = beams.shrink()
             memory, state = memory.select(rows), state.select(rows)
     return results
 
 
 class _Beams:
-    """Beam bookkeeping for ``n`` active sources x ``K`` beams (rows ``i * K + k``)."""
+    """Beam bookkeeping for ``n`` active sources x ``K`` beams (rows ``i * K + k``).
+
+    Per step it keeps only the chosen tokens, their parent rows (in the previous step's
+    numbering) and attention weights; hypotheses are read back through the parents when a
+    source is done, so no step copies the whole history. Done sources stay frozen in the
+    batch (all beams finished) until a quarter of the batch is done, then leave it together
+    (the last step's history is renumbered with them).
+    """
 
     def __init__(
         self, mask: Tensor, caps: Tensor, config: SearchConfig, dtype: torch.dtype
@@ -174,15 +178,22 @@ class _Beams:
         self.score = self.log_prob.clone()
         self.lengths = torch.zeros(batch, size, dtype=torch.long, device=self.device)
         self.finished = torch.zeros(batch, size, dtype=torch.bool, device=self.device)
-        self.history = torch.empty(batch * size, 0, dtype=torch.long, device=self.device)
-        self.attention = mask.new_zeros(batch * size, 0, mask.size(1), dtype=dtype)
+        self.done = torch.zeros(batch, dtype=torch.bool, device=self.device)
         self.coverage = mask.new_zeros(batch * size, mask.size(1), dtype=dtype)
+        self.tokens: list[Tensor] = []
+        self.parents: list[Tensor] = []
+        self.weights: list[Tensor] = []
+
+    def rows(self, sources: Tensor) -> Tensor:
+        """``(n,)`` local source indices -> ``(n * K,)`` their beam rows."""
+        size = self.config.beam_size
+        return (sources.unsqueeze(1) * size + torch.arange(size, device=self.device)).view(-1)
 
     def next_tokens(self) -> Tensor:
         """``(n * K,)`` decoder inputs: BOS first, then the last token, PAD once finished."""
-        if self.history.size(1) == 0:
+        if not self.tokens:
             return torch.full_like(self.lengths.view(-1), BOS_ID)
-        return torch.where(self.finished.view(-1), PAD_ID, self.history[:, -1])
+        return torch.where(self.finished.view(-1), PAD_ID, self.tokens[-1])
 
     def advance(self, step_log_probs: Tensor, weights: Tensor) -> Tensor:
         """Extend every beam by its best tokens; returns the ``(n * K,)`` parent rows."""
@@ -212,44 +223,60 @@ class _Beams:
         self.finished = self.finished.view(-1)[parent].view(sources, size) | (tokens == EOS_ID)
         self.finished |= self.lengths >= self.caps.unsqueeze(1)
         self.coverage = coverage[parent]
-        self.history = torch.cat([self.history[parent], tokens.view(-1, 1)], dim=1)
-        self.attention = torch.cat([self.attention[parent], weights[parent].unsqueeze(1)], dim=1)
+        self.tokens.append(tokens.view(-1))
+        self.weights.append(weights[parent])
+        self.parents.append(parent)
         return parent
 
-    def done(self) -> Tensor:
-        """``(n,)`` True where the ``nbest`` best-ranked beams are all finished."""
-        return self.finished[:, : self.config.nbest].all(dim=1)
+    def newly_done(self) -> list[int]:
+        """Sources whose ``nbest`` best-ranked beams just all finished; they are frozen."""
+        done = self.finished[:, : self.config.nbest].all(dim=1) & ~self.done
+        self.done |= done
+        self.finished |= self.done.unsqueeze(1)
+        return done.nonzero().flatten().tolist()
 
-    def keep(self, sources: Tensor) -> Tensor:
-        """Drop done sources: keep those where ``sources`` ``(n,)`` is True; returns kept rows."""
-        size = self.config.beam_size
-        kept = sources.nonzero().flatten()
-        rows = (kept.unsqueeze(1) * size + torch.arange(size, device=self.device)).view(-1)
-        for name in ("sources", "caps", "log_prob", "score", "lengths", "finished"):
+    def worth_shrinking(self) -> bool:
+        done = int(self.done.sum())
+        return done > 0 and 4 * done >= self.done.numel()
+
+    def shrink(self) -> Tensor:
+        """Drop the done sources; returns the kept rows to select from batch tensors."""
+        kept = (~self.done).nonzero().flatten()
+        rows = self.rows(kept)
+        for name in ("sources", "caps", "log_prob", "score", "lengths", "finished", "done"):
             setattr(self, name, getattr(self, name)[kept])
-        for name in ("padding", "history", "attention", "coverage"):
-            setattr(self, name, getattr(self, name)[rows])
+        self.padding, self.coverage = self.padding[rows], self.coverage[rows]
+        for history in (self.tokens, self.weights, self.parents):
+            history[-1] = history[-1][rows]
         return rows
 
     def hypotheses(self, local: int) -> list[Hypothesis]:
         """The ranked n-best of active source ``local`` (beams with a finite score)."""
         size = self.config.beam_size
+        count = min(self.config.nbest, size)
+        rows = local * size + torch.arange(count, device=self.device)
+        tokens, weights = [], []
+        for step in range(len(self.tokens) - 1, -1, -1):
+            tokens.append(self.tokens[step][rows])
+            weights.append(self.weights[step][rows])
+            rows = self.parents[step][rows]
+        tokens = torch.stack(tokens[::-1], dim=1).tolist()
+        weights = torch.stack(weights[::-1], dim=1)
         source_length = int((~self.padding[local * size]).sum())
         output = []
-        for beam in range(min(self.config.nbest, size)):
+        for beam in range(count):
             score = float(self.score[local, beam])
             if output and score == float("-inf"):
                 break
-            row = local * size + beam
             length = int(self.lengths[local, beam])
-            tokens = self.history[row, :length].tolist()
-            ended = bool(tokens) and tokens[-1] == EOS_ID
+            sequence = tokens[beam][:length]
+            ended = bool(sequence) and sequence[-1] == EOS_ID
             output.append(
                 Hypothesis(
-                    tokens[:-1] if ended else tokens,
+                    sequence[:-1] if ended else sequence,
                     score,
                     float(self.log_prob[local, beam]),
-                    self.attention[row, :length, :source_length],
+                    weights[beam, :length, :source_length],
                     ended,
                 )
             )
