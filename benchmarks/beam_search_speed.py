@@ -26,6 +26,9 @@ def main() -> None:
     parser.add_argument("--eos-bias", type=float, default=3.0, help="sets typical output length")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "overrides", nargs="*", help="model config overrides, e.g. decoder.hidden_dim=128"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -37,6 +40,7 @@ def main() -> None:
             f"search.beam_size={args.beam}",
             "search.nbest=1",
             "search.max_length_ratio=1.5",
+            *args.overrides,
         ],
     )
     model = build_model(config, args.vocab).eval()
@@ -77,6 +81,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "torch": torch.__version__,
+        "overrides": args.overrides,
     }
     print(json.dumps(result, indent=2))
     if not identical:

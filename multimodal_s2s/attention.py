@@ -62,24 +62,28 @@ class Attention(nn.Module):
     def forward(
         self, query: Tensor, memory: Tensor, keys: Tensor, mask: Tensor, previous: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """Attend.
+        """Attend. ``K`` queries may share one memory row (beam search): query row ``b * K + k``
+        attends over memory row ``b``; ``K = 1`` otherwise.
 
         Args:
-            query: ``(B, Q)`` decoder state.
+            query: ``(B * K, Q)`` decoder states.
             memory: ``(B, S, D)`` encoder memory.
             keys: ``(B, S, *)`` from ``prepare(memory)``.
             mask: ``(B, S)`` bool, True = padding.
-            previous: ``(B, S)`` attention weights of the previous step (zeros at the start).
+            previous: ``(B * K, S)`` attention weights of the previous step (zeros at first).
 
         Returns:
-            context ``(B, D)`` and weights ``(B, S)`` (zero on padding, summing to 1).
+            context ``(B * K, D)`` and weights ``(B * K, S)`` (zero on padding, summing to 1).
         """
-        scores = self._scores(query, keys, previous).masked_fill(mask, float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
-        context = torch.bmm(weights.unsqueeze(1), memory).squeeze(1)
-        return self._gate(query, context), weights
+        batch, length, _ = memory.shape
+        grouped = query.view(batch, -1, query.size(1))
+        scores = self._scores(grouped, keys, previous.view(batch, -1, length))
+        weights = torch.softmax(scores.masked_fill(mask.unsqueeze(1), float("-inf")), dim=-1)
+        context = torch.bmm(weights, memory).flatten(0, 1)
+        return self._gate(query, context), weights.flatten(0, 1)
 
     def _scores(self, query: Tensor, keys: Tensor, previous: Tensor) -> Tensor:
+        """query ``(B, K, Q)``, keys ``(B, S, *)``, previous ``(B, K, S)`` -> ``(B, K, S)``."""
         raise NotImplementedError
 
     def _gate(self, query: Tensor, context: Tensor) -> Tensor:
@@ -96,7 +100,7 @@ class DotAttention(Attention):
             )
 
     def _scores(self, query: Tensor, keys: Tensor, previous: Tensor) -> Tensor:
-        return torch.bmm(keys, query.unsqueeze(2)).squeeze(2)
+        return torch.bmm(query, keys.transpose(1, 2))
 
 
 class GeneralAttention(Attention):
@@ -105,7 +109,7 @@ class GeneralAttention(Attention):
         self.query_projection = nn.Linear(query_dim, memory_dim, bias=False)
 
     def _scores(self, query: Tensor, keys: Tensor, previous: Tensor) -> Tensor:
-        return torch.bmm(keys, self.query_projection(query).unsqueeze(2)).squeeze(2)
+        return torch.bmm(self.query_projection(query), keys.transpose(1, 2))
 
 
 class AdditiveAttention(Attention):
@@ -120,7 +124,12 @@ class AdditiveAttention(Attention):
         return self.memory_projection(memory)
 
     def _scores(self, query: Tensor, keys: Tensor, previous: Tensor) -> Tensor:
-        return self.energy(torch.tanh(keys + self.query_projection(query).unsqueeze(1))).squeeze(2)
+        return self._energy(keys.unsqueeze(1), query)
+
+    def _energy(self, keys: Tensor, query: Tensor) -> Tensor:
+        """keys ``(B, 1 or K, S, A)``, query ``(B, K, Q)`` -> ``v . tanh(keys + W q)``."""
+        projected = self.query_projection(query).unsqueeze(2)
+        return self.energy(torch.tanh(keys + projected)).squeeze(3)
 
     def _gate(self, query: Tensor, context: Tensor) -> Tensor:
         if self.gate is None:
@@ -141,8 +150,10 @@ class LocationAttention(AdditiveAttention):
         self.location_projection = nn.Linear(config.channels, config.dim, bias=False)
 
     def _scores(self, query: Tensor, keys: Tensor, previous: Tensor) -> Tensor:
-        location = self.location_conv(previous.unsqueeze(1)).transpose(1, 2)
-        return super()._scores(query, keys + self.location_projection(location), previous)
+        batch, groups, length = previous.shape
+        location = self.location_conv(previous.reshape(batch * groups, 1, length))
+        location = self.location_projection(location.transpose(1, 2))
+        return self._energy(keys.unsqueeze(1) + location.view(batch, groups, length, -1), query)
 
 
 ATTENTIONS = {

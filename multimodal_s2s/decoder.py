@@ -38,6 +38,7 @@ class DecoderMemory(NamedTuple):
     """What the decoder reads at every step, fixed for a source.
 
     memory ``(B, S, D)``, keys ``(B, S, *)`` (attention-specific), mask ``(B, S)`` True = pad.
+    Beam search keeps one row per source and ``K`` state rows per source (see ``step``).
     """
 
     memory: Tensor
@@ -121,13 +122,14 @@ class AttentionDecoder(nn.Module):
         """Advance one token.
 
         Args:
-            tokens: ``(B,)`` previous tokens (BOS at the start; never EOS).
-            memory: from ``start``.
-            state: previous state.
+            tokens: ``(B * K,)`` previous tokens (BOS at the start; never EOS).
+            memory: from ``start``, ``B`` rows; state rows ``b * K .. b * K + K - 1`` (the
+                beams of source ``b``) attend over memory row ``b``. ``K = 1`` outside search.
+            state: previous state, ``B * K`` rows.
 
         Returns:
-            output ``(B, O)`` for the generator, and the new state (whose ``weights`` ``(B, S)``
-            are this step's attention).
+            output ``(B * K, O)`` for the generator, and the new state (whose ``weights``
+            ``(B * K, S)`` are this step's attention).
         """
         x = torch.cat([self.dropout(self.embedding(tokens)), state.context], dim=1)
         hiddens, cells = [], []

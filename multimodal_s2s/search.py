@@ -139,17 +139,16 @@ def beam_search(model, encoded: EncoderOutput, config: SearchConfig) -> list[lis
     caps = max_output_lengths(encoded.lengths, config)
     beams = _Beams(memory.mask, caps, config, memory.memory.dtype)
     rows = torch.arange(memory.mask.size(0), device=beams.device)
-    rows = rows.repeat_interleave(config.beam_size)
-    memory, state = memory.select(rows), state.select(rows)
-    results: list[list[Hypothesis]] = [[] for _ in range(memory.mask.size(0) // config.beam_size)]
+    state = state.select(rows.repeat_interleave(config.beam_size))
+    results: list[list[Hypothesis]] = [[] for _ in range(memory.mask.size(0))]
     while beams.sources.numel() > 0:
         output, state = model.decoder.step(beams.next_tokens(), memory, state)
         state = state.select(beams.advance(model.generator(output), state.weights))
         for local in beams.newly_done():
             results[int(beams.sources[local])] = beams.hypotheses(local)
         if beams.worth_shrinking():
-            rows = beams.shrink()
-            memory, state = memory.select(rows), state.select(rows)
+            kept, rows = beams.shrink()
+            memory, state = memory.select(kept), state.select(rows)
     return results
 
 
@@ -239,8 +238,8 @@ class _Beams:
         done = int(self.done.sum())
         return done > 0 and 4 * done >= self.done.numel()
 
-    def shrink(self) -> Tensor:
-        """Drop the done sources; returns the kept rows to select from batch tensors."""
+    def shrink(self) -> tuple[Tensor, Tensor]:
+        """Drop the done sources; returns the kept sources ``(n',)`` and their rows."""
         kept = (~self.done).nonzero().flatten()
         rows = self.rows(kept)
         for name in ("sources", "caps", "log_prob", "score", "lengths", "finished", "done"):
@@ -248,7 +247,7 @@ class _Beams:
         self.padding, self.coverage = self.padding[rows], self.coverage[rows]
         for history in (self.tokens, self.weights, self.parents):
             history[-1] = history[-1][rows]
-        return rows
+        return kept, rows
 
     def hypotheses(self, local: int) -> list[Hypothesis]:
         """The ranked n-best of active source ``local`` (beams with a finite score)."""
