@@ -10,6 +10,7 @@ from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import load_config
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.train import build_source, evaluate_model, resolve_device, train
+from multimodal_s2s.transcribe import add_transcribe_command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument("--device", default="auto")
     evaluate_parser.add_argument("overrides", nargs="*", help="dotted overrides (data.*, search.*)")
     evaluate_parser.set_defaults(run=_evaluate)
+    add_transcribe_command(commands)
     return parser
 
 

@@ -1,0 +1,263 @@
+"""Speech recognition data: JSON Lines manifests of (audio, text), length-bucketed batches of
+padded waveforms, training-time waveform augmentation, and the log-mel frontend.
+
+Dimension letters: ``B`` batch, ``N`` samples.
+"""
+
+import math
+import random
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from multimodal_s2s.data.audio import audio_duration, load_audio
+from multimodal_s2s.data.base import DataSource, SourceBatch, pad_sequences
+from multimodal_s2s.data.batching import BucketBatchSampler
+from multimodal_s2s.data.features import FeatureConfig, FeaturePipeline, augment_waveform
+from multimodal_s2s.data.manifest import read_manifest
+from multimodal_s2s.errors import InputError
+
+
+@dataclass
+class SpeechDataConfig:
+    """Manifests and batching of a speech corpus.
+
+    ``train``/``dev`` are manifest paths; ``test`` maps more evaluation split names to
+    manifests. A batch holds at most ``max_frames`` padded feature frames (batch size times
+    the longest utterance, in ``hop_ms`` frames, speed perturbation included) and at most the
+    trainer's ``batch_size`` utterances. Training utterances longer than ``max_duration``
+    seconds are skipped. ``noise_files`` feed additive-noise augmentation (see
+    ``features.noise_prob``). The feature normaliser is fitted on at most
+    ``normalizer_utterances`` random training utterances.
+    """
+
+    name: str = "speech"
+    train: str = ""
+    dev: str = ""
+    test: dict[str, str] = field(default_factory=dict)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    max_frames: int = 20000
+    max_duration: float = 30.0
+    num_workers: int = 2
+    noise_files: list[str] = field(default_factory=list)
+    normalizer_utterances: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.max_frames < 1:
+            raise InputError(f"data.max_frames must be >= 1, got {self.max_frames}")
+        if self.max_duration <= 0:
+            raise InputError(f"data.max_duration must be positive, got {self.max_duration}")
+        if self.num_workers < 0:
+            raise InputError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if self.normalizer_utterances < 1:
+            raise InputError("data.normalizer_utterances must be >= 1")
+        reserved = {"train", "dev"} & set(self.test)
+        if reserved:
+            raise InputError(f"data.test: split name {sorted(reserved)[0]!r} is reserved")
+
+
+class _Utterance:
+    """One manifest record: audio path, transcript and length in samples."""
+
+    __slots__ = ("audio", "text", "samples")
+
+    def __init__(self, audio: str, text: str, samples: int) -> None:
+        self.audio = audio
+        self.text = text
+        self.samples = samples
+
+
+class SpeechData(DataSource):
+    """Speech splits read lazily from manifests; batches are padded waveforms ``(B, N)``."""
+
+    config: SpeechDataConfig
+
+    def __init__(self, config: SpeechDataConfig) -> None:
+        super().__init__(config)
+        self._splits: dict[str, list[_Utterance]] = {}
+        self._noises: list[Tensor] | None = None
+
+    @property
+    def eval_splits(self) -> list[str]:
+        return ["dev", *self.config.test]
+
+    def texts(self, split: str) -> list[str]:
+        return [utterance.text for utterance in self._utterances(split)]
+
+    def batches(
+        self,
+        split: str,
+        *,
+        train: bool,
+        batch_size: int,
+        epoch: int = 0,
+        seed: int = 0,
+        start: int = 0,
+    ) -> DataLoader:
+        """A ``DataLoader`` of ``SourceBatch(sources (B, N), lengths (B,) samples, texts,
+        keys = audio paths)``, from batch ``start`` of the epoch's order on."""
+        utterances = self._utterances(split)
+        features = self.config.features
+        factors = features.speed_factors if train else [1.0]
+        frames = [
+            _frames(_longest_perturbed(u.samples, features.sample_rate, factors), features)
+            for u in utterances
+        ]
+        sampler = BucketBatchSampler(
+            frames, self.config.max_frames, max_batch_size=batch_size, shuffle=train, seed=seed
+        )
+        sampler.set_epoch(epoch)
+        dataset = _SpeechDataset(
+            utterances,
+            features,
+            noises=self._noise_waveforms() if train else [],
+            augment_seed=f"{seed}:{epoch}" if train else None,
+        )
+        return DataLoader(
+            dataset,
+            batch_sampler=list(sampler)[start:],
+            collate_fn=_collate_batch,
+            num_workers=self.config.num_workers,
+        )
+
+    @torch.no_grad()
+    def fit_frontend(self, frontend: nn.Module | None) -> None:
+        """Fit the normaliser of a ``FeaturePipeline`` on up to ``normalizer_utterances``
+        training utterances (a fixed random subset), without augmentation."""
+        if not isinstance(frontend, FeaturePipeline):
+            raise InputError("speech data needs the FeaturePipeline frontend it builds")
+        utterances = self._utterances("train")
+        count = min(len(utterances), self.config.normalizer_utterances)
+        subset = random.Random("normalizer").sample(utterances, count)
+        features = self.config.features
+        sampler = BucketBatchSampler(
+            [_frames(u.samples, features) for u in subset], self.config.max_frames, shuffle=False
+        )
+        loader = DataLoader(
+            _SpeechDataset(subset, features, noises=[], augment_seed=None),
+            batch_sampler=sampler,
+            collate_fn=_collate_batch,
+            num_workers=self.config.num_workers,
+        )
+        device = frontend.normalizer.mean.device
+        frontend.normalizer.fit(
+            frontend.frontend(batch.sources.to(device), batch.lengths.to(device))
+            for batch in loader
+        )
+
+    @staticmethod
+    def build_frontend(config: SpeechDataConfig) -> FeaturePipeline:
+        return FeaturePipeline(config.features)
+
+    @staticmethod
+    def read_source(config: SpeechDataConfig, path: Path) -> Tensor:
+        """An audio file as a ``(N,)`` mono waveform at ``config.features.sample_rate``."""
+        return load_audio(path, config.features.sample_rate)
+
+    @staticmethod
+    def collate_sources(sources: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """``[(N_i,)]`` -> ``(B, max N_i)`` zero-padded waveforms and ``(B,)`` lengths."""
+        return pad_sequences(sources)
+
+    def _utterances(self, split: str) -> list[_Utterance]:
+        if split not in self._splits:
+            self._splits[split] = self._read_split(split)
+        return self._splits[split]
+
+    def _read_split(self, split: str) -> list[_Utterance]:
+        manifest = self._manifest_path(split)
+        sample_rate = self.config.features.sample_rate
+        utterances = [
+            _Utterance(record["audio"], record["text"], _samples(record, manifest, sample_rate))
+            for record in read_manifest(manifest)
+        ]
+        if split == "train":
+            utterances = self._drop_long(utterances, manifest)
+        if not utterances:
+            raise InputError(f"{manifest}: manifest of split {split!r} has no usable utterance")
+        return utterances
+
+    def _manifest_path(self, split: str) -> str:
+        paths = {"train": self.config.train, "dev": self.config.dev, **self.config.test}
+        if split not in paths:
+            raise InputError(f"speech data has no split {split!r} ({', '.join(paths)})")
+        if not paths[split]:
+            key = split if split in ("train", "dev") else f"test.{split}"
+            raise InputError(f"speech data: no manifest for split {split!r} (set data.{key})")
+        return paths[split]
+
+    def _drop_long(self, utterances: list[_Utterance], manifest: str) -> list[_Utterance]:
+        limit = round(self.config.max_duration * self.config.features.sample_rate)
+        kept = [u for u in utterances if u.samples <= limit]
+        if len(kept) < len(utterances):
+            warnings.warn(
+                f"{manifest}: skipping {len(utterances) - len(kept)} training utterance(s) "
+                f"longer than data.max_duration={self.config.max_duration} s",
+                stacklevel=4,
+            )
+        return kept
+
+    def _noise_waveforms(self) -> list[Tensor]:
+        if self._noises is None:
+            rate = self.config.features.sample_rate
+            self._noises = [load_audio(path, rate) for path in self.config.noise_files]
+        return self._noises
+
+
+class _SpeechDataset(Dataset):
+    """Item ``i`` -> ``(waveform (N,), text, audio path)``; with ``augment_seed``, the waveform
+    is augmented with randomness seeded by ``(augment_seed, i)`` alone (replayable)."""
+
+    def __init__(
+        self,
+        utterances: list[_Utterance],
+        features: FeatureConfig,
+        noises: list[Tensor],
+        augment_seed: str | None,
+    ) -> None:
+        self.utterances = utterances
+        self.features = features
+        self.noises = noises
+        self.augment_seed = augment_seed
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, str, str]:
+        utterance = self.utterances[index]
+        wave = load_audio(utterance.audio, self.features.sample_rate)
+        if self.augment_seed is not None:
+            rng = random.Random(f"speech-augment:{self.augment_seed}:{index}")
+            wave = augment_waveform(wave, self.features, self.noises, rng)
+        return wave, utterance.text, utterance.audio
+
+
+def _collate_batch(items: list[tuple[Tensor, str, str]]) -> SourceBatch:
+    waves, texts, keys = zip(*items, strict=True)
+    sources, lengths = pad_sequences(list(waves))
+    return SourceBatch(sources, lengths, list(texts), list(keys))
+
+
+def _samples(record: dict, manifest: str, sample_rate: int) -> int:
+    """Length in samples at ``sample_rate``, from the record's ``duration`` or the header."""
+    duration = record.get("duration")
+    if duration is None:
+        duration = audio_duration(record["audio"])
+    elif isinstance(duration, bool) or not isinstance(duration, (int, float)):
+        raise InputError(f"{manifest}: {record['audio']}: 'duration' must be a number")
+    return round(duration * sample_rate)
+
+
+def _longest_perturbed(samples: int, sample_rate: int, factors: list[float]) -> int:
+    """The longest waveform speed perturbation by any of ``factors`` can produce (torchaudio's
+    resampled length ``ceil(N * sample_rate / round(sample_rate * factor))``)."""
+    return max(math.ceil(samples * sample_rate / round(sample_rate * f)) for f in factors)
+
+
+def _frames(samples: int, features: FeatureConfig) -> int:
+    """Feature frames of a waveform: ``1 + N // hop_length`` (see ``LogMelFrontend``)."""
+    return 1 + samples // features.hop_length

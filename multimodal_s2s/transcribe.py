@@ -1,0 +1,259 @@
+"""``ms2s transcribe``: audio files to text with a trained speech checkpoint.
+
+Inputs are files, directories (every supported audio file below them) and glob patterns.
+A file that cannot be read is reported on stderr and skipped. Audio longer than
+``max_chunk_seconds`` is split at pauses into chunks whose transcripts are joined with a
+space. Files are read and decoded in windows of a few batches, sorted by length inside a
+window; results come out in input order.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from multimodal_s2s.checkpoint import load_model
+from multimodal_s2s.config import Config
+from multimodal_s2s.data.audio import find_audio_files
+from multimodal_s2s.data.base import DataSource
+from multimodal_s2s.data.text import Tokenizer
+from multimodal_s2s.decode import Decoded, decode_batch
+from multimodal_s2s.errors import InputError
+from multimodal_s2s.model import Seq2Seq
+from multimodal_s2s.sources import SOURCES
+from multimodal_s2s.train import resolve_device
+
+_WINDOW_BATCHES = 4
+_PAUSE_SEARCH_SECONDS = 5.0
+_PAUSE_RATIO = 0.5
+
+Writer = Callable[[Path, str, float], None]
+
+
+def transcribe(
+    model_path: str | Path,
+    paths: list[str],
+    output: str | Path | None = None,
+    beam: int = 8,
+    batch_size: int = 16,
+    device: str = "auto",
+    max_chunk_seconds: float = 30.0,
+) -> int:
+    """Transcribe audio files; returns 0, or 1 when any input could not be read.
+
+    Writes JSON Lines ``{"audio", "text", "score"}`` to ``output`` (atomically), or
+    ``path<TAB>text`` lines to stdout when ``output`` is None. ``score`` is the search's rank
+    score, averaged over the chunks of a long file. ``beam`` 1 decodes greedily.
+
+    Raises:
+        InputError: a bad option value or an unusable checkpoint.
+    """
+    if beam < 1 or batch_size < 1 or max_chunk_seconds <= 0:
+        raise InputError("--beam and --batch-size must be >= 1 and --max-chunk-seconds > 0")
+    files, failed = _expand_inputs(paths)
+    if not files:
+        return 1
+    model, tokenizer, config = load_model(model_path, _device(device))
+    if getattr(config.data, "features", None) is None:
+        raise InputError(f"{model_path}: not a speech model (data.name={config.data.name!r})")
+    transcriber = _Transcriber(model, tokenizer, config, beam, batch_size, max_chunk_seconds)
+    window_size = batch_size * _WINDOW_BATCHES
+    bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=None, dynamic_ncols=True)
+    with bar, _output_writer(output) as write:
+        for first in range(0, len(files), window_size):
+            window = files[first : first + window_size]
+            chunks: dict[Path, list[Tensor]] = {}
+            for path in window:
+                try:
+                    chunks[path] = transcriber.read(path)
+                except InputError as error:
+                    _report(error)
+                    failed = True
+            for path, text, score in transcriber.decode(chunks):
+                write(path, text, score)
+            bar.update(len(window))
+    return 1 if failed else 0
+
+
+class _Transcriber:
+    """Reads audio files as chunks and decodes chunks of many files in sorted batches."""
+
+    def __init__(
+        self,
+        model: Seq2Seq,
+        tokenizer: Tokenizer,
+        config: Config,
+        beam: int,
+        batch_size: int,
+        max_chunk_seconds: float,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.data_config = config.data
+        self.source_class: type[DataSource] = SOURCES[config.data.name][0]
+        self.search = dataclasses.replace(config.search, beam_size=beam)
+        self.batch_size = batch_size
+        self.max_chunk_seconds = max_chunk_seconds
+
+    def read(self, path: Path) -> list[Tensor]:
+        """An audio file as ``[(N_i,)]`` chunks of at most ``max_chunk_seconds``."""
+        wave = self.source_class.read_source(self.data_config, path)
+        sample_rate = self.data_config.features.sample_rate
+        bounds = split_at_pauses(wave, sample_rate, self.max_chunk_seconds)
+        return [wave[start:end] for start, end in bounds]
+
+    def decode(self, chunks: dict[Path, list[Tensor]]) -> Iterator[tuple[Path, str, float]]:
+        """``(path, text, score)`` per file, in the order of ``chunks``: chunk texts joined
+        with a space, chunk scores averaged."""
+        pieces = [piece for file_chunks in chunks.values() for piece in file_chunks]
+        decoded = iter(self._decode_sorted(pieces))
+        for path, file_chunks in chunks.items():
+            results = [next(decoded) for _ in file_chunks]
+            text = " ".join(result.text for result in results if result.text)
+            yield path, text, sum(result.score for result in results) / len(results)
+
+    def _decode_sorted(self, waves: list[Tensor]) -> list[Decoded]:
+        """Decode ``[(N_i,)]`` waveforms in batches of similar length (padded by the data
+        source's ``collate_sources``); results in input order."""
+        device = next(self.model.parameters()).device
+        order = sorted(range(len(waves)), key=lambda i: -waves[i].shape[0])
+        results: list[Decoded | None] = [None] * len(waves)
+        for first in range(0, len(order), self.batch_size):
+            batch = order[first : first + self.batch_size]
+            sources, lengths = self.source_class.collate_sources([waves[i] for i in batch])
+            decoded = decode_batch(
+                self.model, self.tokenizer, sources.to(device), lengths.to(device), self.search
+            )
+            for index, result in zip(batch, decoded, strict=True):
+                results[index] = result
+        return results
+
+
+def split_at_pauses(
+    wave: Tensor,
+    sample_rate: int,
+    max_chunk_seconds: float = 30.0,
+    search_seconds: float = _PAUSE_SEARCH_SECONDS,
+) -> list[tuple[int, int]]:
+    """Cut a ``(N,)`` waveform into contiguous chunks of at most ``max_chunk_seconds``.
+
+    Each cut lies in the middle of the lowest-energy 10 ms frame of the last
+    ``search_seconds`` (at most half a chunk) before the limit. When no frame there has less
+    than half the window's mean energy (no pause), the cut falls exactly at the limit.
+
+    Returns:
+        ``[(start, end), ...]`` sample ranges covering ``[0, N)`` in order.
+    """
+    limit = max(1, round(max_chunk_seconds * sample_rate))
+    search = min(round(search_seconds * sample_rate), limit // 2)
+    frame = max(1, sample_rate // 100)
+    bounds, start = [], 0
+    while wave.shape[0] - start > limit:
+        cut = _pause_cut(wave, start + limit, search, frame)
+        bounds.append((start, cut))
+        start = cut
+    bounds.append((start, wave.shape[0]))
+    return bounds
+
+
+def _pause_cut(wave: Tensor, limit: int, search: int, frame: int) -> int:
+    """The cut before sample ``limit``: the middle of the quietest frame of the ``search``
+    samples before it, or ``limit`` itself when there is no pause."""
+    count = search // frame
+    if count == 0:
+        return limit
+    first = limit - count * frame
+    energy = wave[first:limit].reshape(count, frame).square().mean(dim=1)
+    quietest = int(energy.argmin())
+    if energy[quietest] >= _PAUSE_RATIO * energy.mean():
+        return limit
+    return first + quietest * frame + frame // 2
+
+
+def _expand_inputs(paths: list[str]) -> tuple[list[Path], bool]:
+    """Audio files of every input (duplicates dropped) and whether any input failed."""
+    files: dict[Path, None] = {}
+    failed = False
+    for entry in paths:
+        try:
+            files.update(dict.fromkeys(find_audio_files([entry])))
+        except InputError as error:
+            _report(error)
+            failed = True
+    return list(files), failed
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = resolve_device(name)
+    except RuntimeError as error:
+        raise InputError(f"--device {name!r}: not a device name (cpu, cuda, auto)") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name!r}: CUDA is not available")
+    return device
+
+
+@contextmanager
+def _output_writer(output: str | Path | None) -> Iterator[Writer]:
+    """A ``write(path, text, score)`` to stdout, or to ``output`` via a temp file that
+    replaces it only when every input has been processed."""
+    if output is None:
+        yield lambda path, text, score: print(f"{path}\t{text}", flush=True)
+        return
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            yield lambda path, text, score: file.write(
+                json.dumps({"audio": str(path), "text": text, "score": score}) + "\n"
+            )
+        os.replace(temporary, output)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _report(error: Exception) -> None:
+    tqdm.write(f"error: {error}", file=sys.stderr)
+
+
+def add_transcribe_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``transcribe`` on the ``ms2s`` sub-command parsers."""
+    parser = commands.add_parser("transcribe", help="transcribe audio files with a checkpoint")
+    parser.add_argument("--model", type=Path, required=True, help="checkpoint")
+    parser.add_argument("paths", nargs="+", help="audio files, directories or glob patterns")
+    parser.add_argument(
+        "--output", type=Path, help="JSON Lines file (default: path<TAB>text lines on stdout)"
+    )
+    parser.add_argument("--beam", type=int, default=8, help="beam size (1 = greedy)")
+    parser.add_argument("--batch-size", type=int, default=16, help="chunks decoded at once")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument(
+        "--max-chunk-seconds",
+        type=float,
+        default=30.0,
+        help="longer audio is split at pauses into chunks of at most this length",
+    )
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    return transcribe(
+        args.model,
+        args.paths,
+        args.output,
+        beam=args.beam,
+        batch_size=args.batch_size,
+        device=args.device,
+        max_chunk_seconds=args.max_chunk_seconds,
+    )

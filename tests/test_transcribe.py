@@ -1,0 +1,194 @@
+import argparse
+import json
+import math
+
+import pytest
+import soundfile
+import torch
+
+from multimodal_s2s.config import config_from_dict
+from multimodal_s2s.errors import InputError
+from multimodal_s2s.train import train
+from multimodal_s2s.transcribe import add_transcribe_command, split_at_pauses, transcribe
+
+RATE = 16000
+DURATIONS = [0.3, 0.5, 0.7, 0.4]
+
+
+def _tone(seconds: float, frequency: float = 200.0) -> torch.Tensor:
+    t = torch.arange(round(seconds * RATE)) / RATE
+    return 0.3 * torch.sin(2 * math.pi * frequency * t)
+
+
+def _write(path, wave: torch.Tensor) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, wave.numpy(), RATE, subtype="FLOAT")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A folder of tone wav files (one in a sub-folder) and a manifest of them."""
+    folder = tmp_path_factory.mktemp("audio")
+    records = []
+    for index, seconds in enumerate(DURATIONS):
+        relative = f"sub/utt{index}.wav" if index == 3 else f"utt{index}.wav"
+        _write(folder / relative, _tone(seconds, 200 + 100 * index))
+        records.append({"audio": relative, "text": ["ab", "ba", "abba", "b"][index]})
+    manifest = tmp_path_factory.mktemp("manifest") / "train.jsonl"
+    manifest.write_text(
+        "".join(json.dumps({**r, "audio": str(folder / r["audio"])}) + "\n" for r in records)
+    )
+    return folder, manifest
+
+
+@pytest.fixture(scope="module")
+def checkpoint(corpus, tmp_path_factory):
+    _, manifest = corpus
+    config = config_from_dict(
+        {
+            "encoder": {"name": "pblstm", "hidden_dim": 16, "num_layers": 1},
+            "decoder": {"hidden_dim": 32, "embedding_dim": 16},
+            "search": {"max_length": 12},
+            "train": {"epochs": 1, "batch_size": 2, "device": "cpu", "warmup_steps": 1},
+            "data": {
+                "name": "speech",
+                "train": str(manifest),
+                "dev": str(manifest),
+                "num_workers": 0,
+            },
+        }
+    )
+    result = train(config, tmp_path_factory.mktemp("run"), progress=False)
+    return result.best_checkpoint
+
+
+def _audio_files(folder) -> list[str]:
+    return [str(folder / f"utt{i}.wav") for i in range(3)] + [str(folder / "sub/utt3.wav")]
+
+
+def test_directory_to_jsonl_skips_a_corrupt_file(corpus, checkpoint, tmp_path, capsys):
+    folder, _ = corpus
+    inputs = tmp_path / "inputs"
+    for path in _audio_files(folder):
+        _write(
+            inputs / path.removeprefix(str(folder) + "/"),
+            torch.from_numpy(soundfile.read(path, dtype="float32")[0]),
+        )
+    (inputs / "broken.wav").write_bytes(b"RIFF not really a wav file")
+    output = tmp_path / "out" / "hyps.jsonl"
+
+    code = transcribe(checkpoint, [str(inputs)], output, beam=2, batch_size=3, device="cpu")
+
+    assert code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken.wav" in errors[0]
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [r["audio"] for r in records] == [
+        str(inputs / name) for name in ("sub/utt3.wav", "utt0.wav", "utt1.wav", "utt2.wav")
+    ]
+    for record in records:
+        assert set(record) == {"audio", "text", "score"}
+        assert isinstance(record["text"], str) and isinstance(record["score"], float)
+    assert list(output.parent.iterdir()) == [output]
+
+
+def test_stdout_lines_match_jsonl_in_input_order(corpus, checkpoint, tmp_path, capsys):
+    folder, _ = corpus
+    files = list(reversed(_audio_files(folder)))
+    output = tmp_path / "hyps.jsonl"
+    assert transcribe(checkpoint, files, output, beam=1, device="cpu") == 0
+    capsys.readouterr()
+    assert transcribe(checkpoint, files, None, beam=1, device="cpu") == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = [json.loads(line) for line in output.read_text().splitlines()]
+    assert lines == [f"{r['audio']}\t{r['text']}" for r in expected]
+    assert [r["audio"] for r in expected] == files
+
+
+def test_missing_inputs_are_reported_and_the_rest_transcribed(corpus, checkpoint, tmp_path, capsys):
+    folder, _ = corpus
+    output = tmp_path / "hyps.jsonl"
+    missing = str(tmp_path / "nothing.wav")
+    code = transcribe(checkpoint, [missing, _audio_files(folder)[0]], output, beam=1, device="cpu")
+    assert code == 1
+    assert f"error: {missing}: no such file or directory" in capsys.readouterr().err
+    assert len(output.read_text().splitlines()) == 1
+
+
+def test_long_audio_is_chunked_and_joined(checkpoint, tmp_path):
+    wave = torch.cat([_tone(0.6, 250), torch.zeros(1600), _tone(0.5, 250)])
+    long_path = tmp_path / "long.wav"
+    _write(long_path, wave)
+    bounds = split_at_pauses(wave, RATE, max_chunk_seconds=1.0)
+    assert len(bounds) == 2
+    chunk_paths = []
+    for index, (start, end) in enumerate(bounds):
+        chunk_paths.append(tmp_path / "chunks" / f"c{index}.wav")
+        _write(chunk_paths[-1], wave[start:end])
+
+    joined, pieces = tmp_path / "joined.jsonl", tmp_path / "pieces.jsonl"
+    transcribe(checkpoint, [str(long_path)], joined, beam=1, device="cpu", max_chunk_seconds=1.0)
+    transcribe(checkpoint, [str(p) for p in chunk_paths], pieces, beam=1, device="cpu")
+
+    (record,) = [json.loads(line) for line in joined.read_text().splitlines()]
+    chunks = [json.loads(line) for line in pieces.read_text().splitlines()]
+    assert record["text"] == " ".join(c["text"] for c in chunks if c["text"])
+    assert record["score"] == pytest.approx(sum(c["score"] for c in chunks) / 2, abs=1e-4)
+
+
+def test_split_cuts_long_audio_inside_pauses():
+    silence = torch.zeros(RATE)
+    wave = torch.cat([_tone(27), silence, _tone(27), silence, _tone(14)])
+    assert wave.shape[0] == 70 * RATE
+    bounds = split_at_pauses(wave, RATE, max_chunk_seconds=30.0)
+    assert len(bounds) == 3
+    assert bounds[0][0] == 0 and bounds[-1][1] == wave.shape[0]
+    for (_, end), (start, _) in zip(bounds, bounds[1:], strict=False):
+        assert end == start
+    assert 27 * RATE <= bounds[0][1] < 28 * RATE
+    assert 55 * RATE <= bounds[1][1] < 56 * RATE
+    assert all(end - start <= 30 * RATE for start, end in bounds)
+
+
+def test_split_without_pause_cuts_at_the_limit():
+    wave = _tone(70)
+    assert split_at_pauses(wave, RATE, max_chunk_seconds=30.0) == [
+        (0, 30 * RATE),
+        (30 * RATE, 60 * RATE),
+        (60 * RATE, 70 * RATE),
+    ]
+    assert split_at_pauses(wave[:RATE], RATE, max_chunk_seconds=30.0) == [(0, RATE)]
+
+
+def test_bad_options_and_checkpoints_raise_input_errors(corpus, tmp_path):
+    folder, _ = corpus
+    files = _audio_files(folder)[:1]
+    with pytest.raises(InputError, match="--beam"):
+        transcribe(tmp_path / "model.pt", files, None, beam=0)
+    with pytest.raises(InputError, match="model.pt: checkpoint not found"):
+        transcribe(tmp_path / "model.pt", files, None, device="cpu")
+
+
+def test_command_line_registers_transcribe(corpus, checkpoint, tmp_path):
+    folder, _ = corpus
+    parser = argparse.ArgumentParser()
+    add_transcribe_command(parser.add_subparsers(required=True))
+    output = tmp_path / "hyps.jsonl"
+    argv = ["transcribe", "--model", str(checkpoint), str(folder), "--output", str(output)]
+    args = parser.parse_args([*argv, "--beam", "1", "--device", "cpu"])
+    assert (args.beam, args.batch_size, args.max_chunk_seconds) == (1, 16, 30.0)
+    assert args.run(args) == 0
+    assert len(output.read_text().splitlines()) == len(DURATIONS)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_transcripts_match_cpu(corpus, checkpoint, tmp_path):
+    folder, _ = corpus
+    on_cpu, on_cuda = tmp_path / "cpu.jsonl", tmp_path / "cuda.jsonl"
+    assert transcribe(checkpoint, [str(folder)], on_cpu, beam=2, device="cpu") == 0
+    assert transcribe(checkpoint, [str(folder)], on_cuda, beam=2, device="cuda") == 0
+    expected = [json.loads(line) for line in on_cpu.read_text().splitlines()]
+    results = [json.loads(line) for line in on_cuda.read_text().splitlines()]
+    assert [r["text"] for r in results] == [r["text"] for r in expected]
+    for result, reference in zip(results, expected, strict=True):
+        assert result["score"] == pytest.approx(reference["score"], abs=1e-3)
