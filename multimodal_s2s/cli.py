@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from multimodal_s2s.caption import add_caption_command
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import load_config
 from multimodal_s2s.errors import InputError
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument("overrides", nargs="*", help="dotted overrides (data.*, search.*)")
     evaluate_parser.set_defaults(run=_evaluate)
     add_transcribe_command(commands)
+    add_caption_command(commands)
     return parser
 
 

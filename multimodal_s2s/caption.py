@@ -1,0 +1,182 @@
+"""``ms2s caption``: caption image files with a trained checkpoint.
+
+Inputs are files, directories (searched recursively) and glob patterns. A path or file that
+cannot be read is reported as one ``error: ...`` line on stderr and skipped; the others are
+still captioned and the command then exits with status 1. Results go to stdout as
+``path<TAB>caption`` lines, or with ``--output`` to a JSON Lines file of
+``{"image", "caption", "score"}`` records (written atomically). ``--attention-maps DIR``
+writes one Show-Attend-Tell figure per image, at ``DIR`` plus the image's path relative to
+the folder all inputs share, with ``.png`` appended (``a/cat.jpg`` -> ``DIR/a/cat.jpg.png``).
+"""
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from multimodal_s2s.attention_maps import save_attention_map
+from multimodal_s2s.checkpoint import load_model
+from multimodal_s2s.data.image import find_image_files, load_image
+from multimodal_s2s.data.images import ImageData, ImageDataConfig
+from multimodal_s2s.data.manifest import write_manifest
+from multimodal_s2s.data.text import EOS_ID, Tokenizer
+from multimodal_s2s.decode import Decoded, decode_batch
+from multimodal_s2s.errors import InputError
+from multimodal_s2s.model import Seq2Seq
+from multimodal_s2s.search import SearchConfig
+from multimodal_s2s.train import resolve_device
+
+MIN_DISPLAY_SIZE = 160  # attention-map panels are at least this many pixels wide
+
+
+def caption(
+    model_path: str | Path,
+    paths: list[str],
+    output: Path | None,
+    beam: int = 5,
+    batch_size: int = 16,
+    attention_maps: Path | None = None,
+    device: str = "auto",
+) -> int:
+    """Caption every image named by ``paths``; returns 0, or 1 if any input was skipped.
+
+    Raises:
+        InputError: the checkpoint is unusable or not an image captioning model, or
+            ``beam`` / ``batch_size`` is below 1.
+    """
+    if beam < 1 or batch_size < 1:
+        raise InputError(f"--beam and --batch-size must be >= 1, got {beam} and {batch_size}")
+    target = resolve_device(device)
+    model, tokenizer, config = load_model(model_path, target)
+    if not isinstance(config.data, ImageDataConfig):
+        raise InputError(
+            f"{model_path}: not an image captioning model (data.name={config.data.name})"
+        )
+    search = dataclasses.replace(config.search, beam_size=beam)
+    files, failed = _expand_inputs(paths)
+    root = _common_folder(files)
+    records = []
+    bar = tqdm(total=len(files), unit="image", file=sys.stderr, disable=None, dynamic_ncols=True)
+    for chunk in _chunks(files, batch_size):
+        loaded, sources = _read_images(chunk, config.data)
+        failed |= len(loaded) < len(chunk)
+        decoded = _decode(model, tokenizer, sources, search, target)
+        for path, result in zip(loaded, decoded, strict=True):
+            records.append({"image": str(path), "caption": result.text, "score": result.score})
+            if output is None:
+                tqdm.write(f"{path}\t{result.text}", file=sys.stdout)
+            if attention_maps is not None:
+                map_path = attention_maps / f"{path.resolve().relative_to(root)}.png"
+                _save_map(model, tokenizer, config.data.image_size, path, result, map_path)
+        bar.update(len(chunk))
+    bar.close()
+    if output is not None:
+        write_manifest(records, output)
+    return 1 if failed else 0
+
+
+def add_caption_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``caption`` on the ``ms2s`` sub-command parser."""
+    parser = subparsers.add_parser("caption", help="caption image files with a checkpoint")
+    parser.add_argument("--model", type=Path, required=True, help="checkpoint")
+    parser.add_argument("paths", nargs="+", help="image files, folders (recursive) or globs")
+    parser.add_argument("--output", type=Path, help="JSON Lines output (default: stdout TSV)")
+    parser.add_argument("--beam", type=int, default=5, help="beam size (1 = greedy)")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
+    parser.add_argument("--attention-maps", type=Path, help="folder for attention figures")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.set_defaults(run=_run_caption)
+
+
+def _run_caption(args: argparse.Namespace) -> int:
+    return caption(
+        args.model,
+        args.paths,
+        args.output,
+        beam=args.beam,
+        batch_size=args.batch_size,
+        attention_maps=args.attention_maps,
+        device=args.device,
+    )
+
+
+def _expand_inputs(paths: list[str]) -> tuple[list[Path], bool]:
+    """Image files of every entry, each once; reports entries that name no image file."""
+    found: dict[Path, None] = {}
+    failed = False
+    for entry in paths:
+        try:
+            found.update(dict.fromkeys(find_image_files([entry])))
+        except InputError as error:
+            _report(error)
+            failed = True
+    return list(found), failed
+
+
+def _read_images(
+    files: list[Path], config: ImageDataConfig
+) -> tuple[list[Path], list[torch.Tensor]]:
+    """The readable files and their ``(3, S, S)`` tensors; unreadable ones are reported."""
+    loaded, sources = [], []
+    for path in files:
+        try:
+            sources.append(ImageData.read_source(config, path))
+            loaded.append(path)
+        except InputError as error:
+            _report(error)
+    return loaded, sources
+
+
+def _decode(
+    model: Seq2Seq,
+    tokenizer: Tokenizer,
+    sources: list[torch.Tensor],
+    search: SearchConfig,
+    device: torch.device,
+) -> list[Decoded]:
+    """Caption ``(3, S, S)`` images as one batch (nothing for no images)."""
+    if not sources:
+        return []
+    batch, lengths = ImageData.collate_sources(sources)
+    return decode_batch(model, tokenizer, batch.to(device), lengths, search)
+
+
+def _common_folder(files: list[Path]) -> Path:
+    """The deepest folder containing every file (resolved); ``/`` for no files."""
+    if not files:
+        return Path("/")
+    return Path(os.path.commonpath([path.resolve().parent for path in files]))
+
+
+def _chunks(files: list[Path], size: int) -> Iterator[list[Path]]:
+    for first in range(0, len(files), size):
+        yield files[first : first + size]
+
+
+def _report(error: InputError) -> None:
+    tqdm.write(f"error: {error}", file=sys.stderr)
+
+
+def _save_map(
+    model: Seq2Seq,
+    tokenizer: Tokenizer,
+    image_size: int,
+    path: Path,
+    result: Decoded,
+    map_path: Path,
+) -> None:
+    """Draw the hypothesis attention ``(T, S)`` over the image, one panel per emitted token
+    (the end-of-caption token included when the caption finished)."""
+    hypothesis = result.hypothesis
+    token_ids = hypothesis.tokens + ([EOS_ID] if hypothesis.finished else [])
+    words = [tokenizer.tokens[token] for token in token_ids]
+    display = max(image_size, MIN_DISPLAY_SIZE)
+    picture = load_image(path).resize((display, display))
+    grid = model.encoder.grid_size(image_size, image_size)
+    weights = hypothesis.attention.to(device="cpu", dtype=torch.float32)
+    save_attention_map(picture, words, weights, grid, map_path)

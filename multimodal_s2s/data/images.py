@@ -1,0 +1,168 @@
+"""Captioned image files listed in JSON Lines manifests (the image captioning data source).
+
+A manifest line is ``{"image": path, "caption": text, ...}``; relative image paths are
+resolved against the manifest's folder and extra keys are ignored. Captions are lowercased
+and their whitespace normalised. Images are loaded in ``DataLoader`` workers; training
+batches are shuffled by ``(seed, epoch)`` and augmented as ``build_image_transform`` says.
+"""
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from multimodal_s2s.data.base import DataSource, SourceBatch
+from multimodal_s2s.data.image import build_image_transform, load_image
+from multimodal_s2s.errors import InputError
+
+
+@dataclass
+class ImageDataConfig:
+    """Manifests per split and image options.
+
+    ``test`` maps evaluation split names to manifests (evaluated after ``dev``);
+    ``image_size`` is the side of the square the images are resized to;
+    ``augment`` turns on train-time augmentation; ``num_workers`` loads images in parallel.
+    """
+
+    name: str = "images"
+    train: str = ""
+    dev: str = ""
+    test: dict[str, str] = field(default_factory=dict)
+    image_size: int = 128
+    augment: bool = True
+    num_workers: int = 2
+
+
+class ImageData(DataSource):
+    """Splits ``train``, ``dev`` and each ``test`` name; manifests are read on first use."""
+
+    def __init__(self, config: ImageDataConfig) -> None:
+        super().__init__(config)
+        self._records: dict[str, list[tuple[str, str]]] = {}
+
+    @property
+    def eval_splits(self) -> list[str]:
+        return ["dev", *self.config.test]
+
+    def texts(self, split: str) -> list[str]:
+        return [caption for _, caption in self._split(split)]
+
+    def batches(
+        self,
+        split: str,
+        *,
+        train: bool,
+        batch_size: int,
+        epoch: int = 0,
+        seed: int = 0,
+        start: int = 0,
+    ) -> DataLoader:
+        """A ``DataLoader`` of ``SourceBatch(sources=(B, 3, S, S), lengths=None, ...)``, keys
+        being image paths, ``S = image_size``. Batches before ``start`` are never loaded."""
+        records = self._split(split)
+        order = list(range(len(records)))
+        if train:
+            random.Random(f"images:{seed}:{epoch}").shuffle(order)
+        chunks = [order[first : first + batch_size] for first in range(0, len(order), batch_size)]
+        augment = train and self.config.augment
+        dataset = _ImageDataset(records, build_image_transform(self.config.image_size, augment))
+        return DataLoader(
+            dataset,
+            batch_sampler=chunks[start:],
+            num_workers=self.config.num_workers,
+            collate_fn=_collate_batch,
+            generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch),
+        )
+
+    @staticmethod
+    def read_source(config: ImageDataConfig, path: Path) -> Tensor:
+        """One image file -> ``(3, S, S)`` evaluation tensor (resized, normalised)."""
+        return build_image_transform(config.image_size, train=False)(load_image(path))
+
+    @staticmethod
+    def collate_sources(sources: list[Tensor]) -> tuple[Tensor, None]:
+        """``[(3, S, S)]`` -> ``(B, 3, S, S)`` and no lengths (images are never padded)."""
+        return torch.stack(sources), None
+
+    def _split(self, split: str) -> list[tuple[str, str]]:
+        """``(image path, normalised caption)`` pairs of a split, read once."""
+        if split not in self._records:
+            self._records[split] = _read_captions(self._manifest(split))
+        return self._records[split]
+
+    def _manifest(self, split: str) -> Path:
+        if split in ("train", "dev"):
+            path, key = getattr(self.config, split), f"data.{split}"
+        elif split in self.config.test:
+            path, key = self.config.test[split], f"data.test.{split}"
+        else:
+            raise InputError(
+                f"image data has no split {split!r} (train, {', '.join(self.eval_splits)})"
+            )
+        if not path:
+            raise InputError(f"{key}: no manifest given for split {split!r}")
+        return Path(path)
+
+
+def normalise_caption(caption: str) -> str:
+    """Lowercase and collapse whitespace: ``" A  Red\\tSquare "`` -> ``"a red square"``."""
+    return " ".join(caption.lower().split())
+
+
+def _read_captions(path: Path) -> list[tuple[str, str]]:
+    """``(image path, normalised caption)`` per manifest line; blank lines are skipped.
+
+    Raises:
+        InputError: the manifest is missing or empty, or a line (named ``file:line``) is not a
+            JSON object with string ``"image"`` and ``"caption"`` values.
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: manifest not found")
+    records = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                image, caption = _parse_line(line, f"{path}:{number}")
+                records.append((str(path.parent / image), normalise_caption(caption)))
+    if not records:
+        raise InputError(f"{path}: manifest has no entries")
+    return records
+
+
+def _parse_line(line: str, where: str) -> tuple[str, str]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise InputError(f"{where}: invalid JSON ({error.msg})") from error
+    if not isinstance(record, dict):
+        raise InputError(f"{where}: expected a JSON object")
+    for key in ("image", "caption"):
+        if not isinstance(record.get(key), str):
+            raise InputError(f"{where}: missing or non-string '{key}'")
+    return record["image"], record["caption"]
+
+
+class _ImageDataset(Dataset):
+    """Item ``i`` -> ``(image tensor (3, S, S), caption, path)``."""
+
+    def __init__(self, records: list[tuple[str, str]], transform) -> None:
+        self.records = records
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, str, str]:
+        path, caption = self.records[index]
+        return self.transform(load_image(path)), caption, path
+
+
+def _collate_batch(items: list[tuple[Tensor, str, str]]) -> SourceBatch:
+    images, captions, paths = zip(*items, strict=True)
+    sources, lengths = ImageData.collate_sources(list(images))
+    return SourceBatch(sources, lengths, list(captions), list(paths))

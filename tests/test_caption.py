@@ -1,0 +1,192 @@
+"""End to end: train a tiny captioner on generated PNGs, then ``ms2s caption`` with it."""
+
+import argparse
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from multimodal_s2s.attention_maps import LABEL_HEIGHT, PADDING, PANEL_COLUMNS
+from multimodal_s2s.caption import MIN_DISPLAY_SIZE, add_caption_command, caption
+from multimodal_s2s.checkpoint import save_checkpoint
+from multimodal_s2s.config import config_to_dict, load_config
+from multimodal_s2s.data.text import Tokenizer
+from multimodal_s2s.errors import InputError
+from multimodal_s2s.model import build_model
+from multimodal_s2s.train import train
+
+COLOURS = {"red": (220, 0, 0), "green": (0, 180, 0), "blue": (0, 0, 220)}
+
+
+def _expected(index: int) -> str:
+    """The caption of training image ``index``."""
+    return f"a {list(COLOURS)[index % 3]} square"
+
+
+def _square(colour: str, index: int) -> Image.Image:
+    """A 32x32 white picture with a 14x14 square of ``colour`` at a position set by index."""
+    image = Image.new("RGB", (32, 32), (255, 255, 255))
+    left, top = (index * 7) % 18, (index * 5) % 18
+    image.paste(COLOURS[colour], (left, top, left + 14, top + 14))
+    return image
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A checkpoint trained on 36 images (it learns their captions), and the image folder."""
+    root = tmp_path_factory.mktemp("captioning")
+    images = root / "images"
+    images.mkdir()
+    lines = []
+    for index in range(36):
+        _square(list(COLOURS)[index % 3], index).save(images / f"{index:02d}.png")
+        record = {"image": f"images/{index:02d}.png", "caption": _expected(index).upper()}
+        lines.append(json.dumps(record))
+    (root / "train.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "dev.jsonl").write_text("\n".join(lines[:6]) + "\n")
+    config = load_config(
+        None,
+        [
+            "data.name=images",
+            f"data.train={root / 'train.jsonl'}",
+            f"data.dev={root / 'dev.jsonl'}",
+            "data.image_size=32",
+            "data.num_workers=0",
+            "encoder.name=cnn",
+            "encoder.channels=[8, 16]",
+            "decoder.hidden_dim=32",
+            "decoder.embedding_dim=16",
+            "tokenizer.kind=word",
+            "train.epochs=8",
+            "train.batch_size=6",
+            "train.learning_rate=0.01",
+            "train.warmup_steps=1",
+            "train.device=cpu",
+            "search.max_length=6",
+        ],
+    )
+    result = train(config, root / "run", progress=False)
+    return result.best_checkpoint, images
+
+
+def _records(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_caption_skips_a_corrupt_file_and_writes_json_lines(trained, tmp_path, capsys):
+    checkpoint, images = trained
+    folder = tmp_path / "inputs"
+    (folder / "nested").mkdir(parents=True)
+    for index in range(4):
+        (folder / "nested" / f"{index}.png").write_bytes((images / f"{index:02d}.png").read_bytes())
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    output = tmp_path / "captions.jsonl"
+    status = caption(checkpoint, [str(folder)], output, beam=3, batch_size=3, device="cpu")
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert status == 1
+    assert len(errors) == 1 and "broken.png" in errors[0]
+    assert captured.out == ""
+    records = _records(output)
+    assert [r["image"] for r in records] == [str(folder / "nested" / f"{i}.png") for i in range(4)]
+    assert all(set(r) == {"image", "caption", "score"} for r in records)
+    assert all(isinstance(r["caption"], str) and r["caption"] for r in records)
+    assert all(isinstance(r["score"], float) and r["score"] <= 0 for r in records)
+    assert [r["caption"] for r in records] == [_expected(i) for i in range(4)]
+
+
+def test_caption_prints_path_tab_caption_and_accepts_globs(trained, capsys):
+    checkpoint, images = trained
+    status = caption(checkpoint, [str(images / "0[0-4].png")], None, beam=1, device="cpu")
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert [line.split("\t")[0] for line in lines] == [str(images / f"0{i}.png") for i in range(5)]
+    assert [line.split("\t")[1] for line in lines] == [_expected(i) for i in range(5)]
+
+
+def test_batch_size_does_not_change_captions(trained, tmp_path):
+    checkpoint, images = trained
+    files = [str(images / f"{index:02d}.png") for index in range(5)]
+    one, many = tmp_path / "one.jsonl", tmp_path / "many.jsonl"
+    caption(checkpoint, files, one, beam=3, batch_size=1, device="cpu")
+    caption(checkpoint, files, many, beam=3, batch_size=5, device="cpu")
+    by_one, by_many = _records(one), _records(many)
+    assert [r["caption"] for r in by_one] == [r["caption"] for r in by_many]
+    assert [r["score"] for r in by_one] == pytest.approx([r["score"] for r in by_many], abs=1e-5)
+
+
+def test_attention_maps_one_png_per_captioned_image(trained, tmp_path):
+    checkpoint, images = trained
+    for folder in ("left", "right"):
+        (tmp_path / folder).mkdir()
+        for index in range(2):
+            source = images / f"{index + (3 if folder == 'right' else 0):02d}.png"
+            (tmp_path / folder / f"{index}.png").write_bytes(source.read_bytes())
+    (tmp_path / "left" / "bad.jpg").write_bytes(b"not a jpeg")
+    maps, output = tmp_path / "maps", tmp_path / "out.jsonl"
+    paths = [str(tmp_path / "left"), str(tmp_path / "right")]
+    status = caption(checkpoint, paths, output, beam=2, attention_maps=maps, device="cpu")
+    assert status == 1
+    written = sorted(path.relative_to(maps).as_posix() for path in maps.rglob("*.png"))
+    assert written == ["left/0.png.png", "left/1.png.png", "right/0.png.png", "right/1.png.png"]
+    for record in _records(output):
+        relative = record["image"][len(str(tmp_path)) + 1 :]
+        with Image.open(maps / f"{relative}.png") as figure:
+            figure.load()
+            panels = 1 + len(record["caption"].split()) + 1  # image, words, end of caption
+            columns = min(panels, PANEL_COLUMNS)
+            rows = -(-panels // columns)
+            assert figure.size == (
+                columns * (MIN_DISPLAY_SIZE + PADDING) + PADDING,
+                rows * (LABEL_HEIGHT + MIN_DISPLAY_SIZE + PADDING) + PADDING,
+            )
+
+
+def test_command_line_arguments_reach_caption(trained, tmp_path, capsys):
+    checkpoint, images = trained
+    parser = argparse.ArgumentParser()
+    add_caption_command(parser.add_subparsers())
+    output = tmp_path / "out.jsonl"
+    args = parser.parse_args(
+        ["caption", "--model", str(checkpoint), str(images / "00.png"), str(tmp_path / "no.png")]
+        + ["--output", str(output), "--beam", "2", "--batch-size", "4", "--device", "cpu"]
+    )
+    assert args.run(args) == 1
+    assert "error: image path not found" in capsys.readouterr().err
+    assert [r["image"] for r in _records(output)] == [str(images / "00.png")]
+
+
+def test_bad_arguments_and_non_image_models_are_errors(trained, tmp_path):
+    checkpoint, images = trained
+    config = load_config(None, ["data.name=toy_images", "encoder.name=cnn"])
+    tokenizer = Tokenizer.build(["a b"], "word")
+    toy = tmp_path / "toy.pt"
+    save_checkpoint(
+        {
+            "config": config_to_dict(config),
+            "tokenizer": tokenizer.state_dict(),
+            "model": build_model(config, len(tokenizer)).state_dict(),
+        },
+        toy,
+    )
+    with pytest.raises(InputError, match=r"toy.pt: not an image captioning model"):
+        caption(toy, [str(images)], None, device="cpu")
+    with pytest.raises(InputError, match="--beam"):
+        caption(checkpoint, [str(images)], None, beam=0, device="cpu")
+    with pytest.raises(InputError, match="checkpoint not found"):
+        caption(tmp_path / "absent.pt", [str(images)], None, device="cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_gives_the_cpu_captions(trained, tmp_path):
+    checkpoint, images = trained
+    files = [str(images / f"{index:02d}.png") for index in range(6)]
+    on_cpu, on_cuda = tmp_path / "cpu.jsonl", tmp_path / "cuda.jsonl"
+    caption(checkpoint, files, on_cpu, beam=3, device="cpu")
+    maps = tmp_path / "maps"
+    assert caption(checkpoint, files, on_cuda, beam=3, attention_maps=maps, device="cuda") == 0
+    assert [r["caption"] for r in _records(on_cuda)] == [_expected(i) for i in range(6)]
+    cpu_scores = [r["score"] for r in _records(on_cpu)]
+    assert [r["score"] for r in _records(on_cuda)] == pytest.approx(cpu_scores, abs=1e-4)
+    assert len(list(maps.glob("*.png"))) == 6

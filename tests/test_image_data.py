@@ -1,0 +1,211 @@
+"""Tests for the ``images`` data source: manifests, batches, order, resuming, encoder swap."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from multimodal_s2s.config import load_config
+from multimodal_s2s.data.images import ImageData, ImageDataConfig, normalise_caption
+from multimodal_s2s.data.text import Tokenizer, teacher_forcing_pair
+from multimodal_s2s.errors import InputError
+from multimodal_s2s.loss import token_loss
+from multimodal_s2s.model import build_model
+
+SIZE = 16
+COLOURS = {"red": (220, 0, 0), "blue": (0, 0, 220)}
+
+
+def write_images(folder, count: int, caption_format: str = "a {} square") -> list[dict]:
+    """``count`` 24x24 PNGs of a coloured square on white; one manifest record each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for index in range(count):
+        colour = list(COLOURS)[index % len(COLOURS)]
+        image = Image.new("RGB", (24, 24), (255, 255, 255))
+        left, top = (index * 5) % 12, (index * 3) % 12
+        image.paste(COLOURS[colour], (left, top, left + 12, top + 12))
+        name = f"{index:03d}.png"
+        image.save(folder / name)
+        records.append({"image": name, "caption": caption_format.format(colour)})
+    return records
+
+
+def write_manifest(path, records: list[dict]) -> str:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return str(path)
+
+
+@pytest.fixture
+def data(tmp_path) -> ImageData:
+    manifest = write_manifest(tmp_path / "train.jsonl", write_images(tmp_path, 10))
+    config = ImageDataConfig(
+        train=manifest, dev=manifest, image_size=SIZE, augment=False, num_workers=0
+    )
+    return ImageData(config)
+
+
+def keys_of(batches) -> list[list[str]]:
+    return [batch.keys for batch in batches]
+
+
+def test_batches_have_image_tensors_paths_and_normalised_captions(tmp_path):
+    records = write_images(tmp_path, 5, caption_format="  A {}\tSquare ")
+    manifest = write_manifest(tmp_path / "dev.jsonl", records)
+    data = ImageData(ImageDataConfig(dev=manifest, image_size=SIZE, num_workers=0))
+    batches = data.batches("dev", train=False, batch_size=2)
+    assert len(batches) == 3
+    listed = list(batches)
+    assert [tuple(b.sources.shape) for b in listed] == [(2, 3, SIZE, SIZE)] * 2 + [
+        (1, 3, SIZE, SIZE)
+    ]
+    assert all(b.sources.dtype == torch.float32 and b.lengths is None for b in listed)
+    assert sum(keys_of(listed), []) == [str(tmp_path / f"{i:03d}.png") for i in range(5)]
+    assert listed[0].texts == ["a red square", "a blue square"]
+    assert data.texts("dev") == ["a red square", "a blue square"] * 2 + ["a red square"]
+
+
+def test_eval_batches_match_read_source(data, tmp_path):
+    first = next(iter(data.batches("dev", train=False, batch_size=3)))
+    single = ImageData.read_source(data.config, tmp_path / "001.png")
+    assert single.shape == (3, SIZE, SIZE)
+    torch.testing.assert_close(first.sources[1], single)
+    stacked, lengths = ImageData.collate_sources([single, single])
+    assert stacked.shape == (2, 3, SIZE, SIZE) and lengths is None
+
+
+def test_training_order_depends_only_on_seed_and_epoch(data):
+    def order(epoch: int, seed: int) -> list[list[str]]:
+        return keys_of(data.batches("train", train=True, batch_size=3, epoch=epoch, seed=seed))
+
+    assert order(0, 0) == order(0, 0)
+    assert order(0, 0) != order(1, 0)
+    assert order(0, 0) != order(0, 1)
+    assert sorted(sum(order(1, 0), [])) == sorted(sum(order(0, 0), []))
+    assert [len(keys) for keys in order(0, 0)] == [3, 3, 3, 1]
+    unshuffled = keys_of(data.batches("train", train=False, batch_size=3))
+    assert sum(unshuffled, []) == sorted(sum(unshuffled, []))
+
+
+def test_start_skips_batches_without_loading_them(data):
+    full = list(data.batches("train", train=True, batch_size=3, epoch=2, seed=5))
+    for path in full[0].keys + full[1].keys:
+        with open(path, "wb") as file:
+            file.write(b"not an image")
+    resumed = data.batches("train", train=True, batch_size=3, epoch=2, seed=5, start=2)
+    assert len(resumed) == 2
+    resumed = list(resumed)
+    assert keys_of(resumed) == keys_of(full[2:])
+    for original, replayed in zip(full[2:], resumed, strict=True):
+        torch.testing.assert_close(original.sources, replayed.sources)
+    with pytest.raises(InputError, match="cannot read image"):
+        list(data.batches("train", train=True, batch_size=3, epoch=2, seed=5, start=1))
+
+
+def test_worker_processes_give_the_same_batches(data):
+    in_process = list(data.batches("dev", train=False, batch_size=4))
+    data.config.num_workers = 2
+    in_workers = list(data.batches("dev", train=False, batch_size=4))
+    assert keys_of(in_workers) == keys_of(in_process)
+    for a, b in zip(in_process, in_workers, strict=True):
+        torch.testing.assert_close(a.sources, b.sources)
+
+
+def test_augmentation_changes_training_images_only(tmp_path):
+    manifest = write_manifest(tmp_path / "train.jsonl", write_images(tmp_path, 4))
+    config = ImageDataConfig(train=manifest, image_size=SIZE, augment=True, num_workers=0)
+    data = ImageData(config)
+    torch.manual_seed(0)
+    augmented = next(iter(data.batches("train", train=True, batch_size=4)))
+    plain = next(iter(data.batches("train", train=False, batch_size=4)))
+    by_key = dict(zip(plain.keys, plain.sources, strict=True))
+    assert augmented.sources.shape == plain.sources.shape
+    assert not torch.allclose(augmented.sources, torch.stack([by_key[k] for k in augmented.keys]))
+    config.augment = False
+    unaugmented = next(iter(data.batches("train", train=True, batch_size=4)))
+    torch.testing.assert_close(
+        unaugmented.sources, torch.stack([by_key[k] for k in unaugmented.keys])
+    )
+
+
+def test_eval_splits_include_every_test_manifest(data):
+    data.config.test = {"test": data.config.dev, "hard": data.config.dev}
+    assert data.eval_splits == ["dev", "test", "hard"]
+    assert data.texts("hard") == data.texts("dev")
+    with pytest.raises(InputError, match="no split 'other'"):
+        data.texts("other")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"image": "a.png", "caption": "a cat"}\n[1]\n', r"train\.jsonl:2: expected a JSON"),
+        ('{"image": "a.png"}\n', r"train\.jsonl:1: missing or non-string 'caption'"),
+        ('{"image": 3, "caption": "x"}\n', r"train\.jsonl:1: missing or non-string 'image'"),
+        ("{not json\n", r"train\.jsonl:1: invalid JSON"),
+        ("\n\n", r"train\.jsonl: manifest has no entries"),
+    ],
+)
+def test_bad_manifest_lines_are_named(tmp_path, content, message):
+    (tmp_path / "train.jsonl").write_text(content)
+    data = ImageData(ImageDataConfig(train=str(tmp_path / "train.jsonl")))
+    with pytest.raises(InputError, match=message):
+        data.texts("train")
+
+
+def test_missing_manifest_and_unset_split_are_errors(tmp_path):
+    data = ImageData(ImageDataConfig(train=str(tmp_path / "absent.jsonl")))
+    with pytest.raises(InputError, match="absent.jsonl: manifest not found"):
+        data.batches("train", train=True, batch_size=2)
+    with pytest.raises(InputError, match="data.dev: no manifest"):
+        data.texts("dev")
+
+
+def test_read_source_names_a_corrupt_file(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG broken")
+    with pytest.raises(InputError, match="broken.png"):
+        ImageData.read_source(ImageDataConfig(image_size=SIZE), path)
+
+
+def test_normalise_caption():
+    assert normalise_caption("  A  Red\tSQUARE\n") == "a red square"
+
+
+@pytest.mark.parametrize(("encoder", "grid"), [("cnn", 2), ("resnet", 1)], ids=["cnn", "resnet"])
+def test_encoder_is_switched_by_its_name_alone(tmp_path, encoder, grid):
+    """The shared config sets only keys every image encoder has; one training step runs."""
+    manifest = write_manifest(tmp_path / "train.jsonl", write_images(tmp_path, 4))
+    config = load_config(
+        None,
+        [
+            "data.name=images",
+            f"data.train={manifest}",
+            "data.image_size=32",
+            "data.num_workers=0",
+            "encoder.output_dim=16",
+            "encoder.dropout=0.0",
+            "decoder.hidden_dim=16",
+            "decoder.embedding_dim=8",
+            "tokenizer.kind=word",
+            f"encoder.name={encoder}",
+        ],
+    )
+    data = ImageData(config.data)
+    tokenizer = Tokenizer.build(data.texts("train"), "word")
+    model = build_model(config, len(tokenizer))
+    assert type(model.encoder).__name__.lower().startswith(encoder)
+    assert model.encoder.grid_size(32, 32) == (grid, grid)
+    batch = next(iter(data.batches("train", train=True, batch_size=4)))
+    inputs, targets = teacher_forcing_pair([tokenizer.encode(t) for t in batch.texts])
+    log_probs, weights, encoded = model(batch.sources, batch.lengths, inputs)
+    assert encoded.memory.shape == (4, grid * grid, 16)
+    assert weights.shape == (4, inputs.size(1), grid * grid)
+    loss = token_loss(log_probs, targets)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = model.encoder.head.projection.weight.detach().clone()
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert not torch.equal(before, model.encoder.head.projection.weight)
