@@ -141,8 +141,8 @@ def test_eval_splits_include_every_test_manifest(data):
     ("content", "message"),
     [
         ('{"image": "a.png", "caption": "a cat"}\n[1]\n', r"train\.jsonl:2: expected a JSON"),
-        ('{"image": "a.png"}\n', r"train\.jsonl:1: missing or non-string 'caption'"),
-        ('{"image": 3, "caption": "x"}\n', r"train\.jsonl:1: missing or non-string 'image'"),
+        ('{"image": "a.png"}\n', r"train\.jsonl:1: missing key 'caption'"),
+        ('{"image": 3, "caption": "x"}\n', r"train\.jsonl:1: 'image' must be a string"),
         ("{not json\n", r"train\.jsonl:1: invalid JSON"),
         ("\n\n", r"train\.jsonl: manifest has no entries"),
     ],

@@ -6,7 +6,6 @@ and their whitespace normalised. Images are loaded in ``DataLoader`` workers; tr
 batches are shuffled by ``(seed, epoch)`` and augmented as ``build_image_transform`` says.
 """
 
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from multimodal_s2s.data.base import DataSource, SourceBatch
 from multimodal_s2s.data.image import build_image_transform, load_image
+from multimodal_s2s.data.manifest import read_manifest
 from multimodal_s2s.errors import InputError
 
 
@@ -115,36 +115,11 @@ def normalise_caption(caption: str) -> str:
 
 
 def _read_captions(path: Path) -> list[tuple[str, str]]:
-    """``(image path, normalised caption)`` per manifest line; blank lines are skipped.
-
-    Raises:
-        InputError: the manifest is missing or empty, or a line (named ``file:line``) is not a
-            JSON object with string ``"image"`` and ``"caption"`` values.
-    """
-    if not path.is_file():
-        raise InputError(f"{path}: manifest not found")
-    records = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if line.strip():
-                image, caption = _parse_line(line, f"{path}:{number}")
-                records.append((str(path.parent / image), normalise_caption(caption)))
+    """``(image path, normalised caption)`` per manifest line (``"image"``, ``"caption"``)."""
+    records = read_manifest(path, source_key="image", text_key="caption")
     if not records:
         raise InputError(f"{path}: manifest has no entries")
-    return records
-
-
-def _parse_line(line: str, where: str) -> tuple[str, str]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise InputError(f"{where}: invalid JSON ({error.msg})") from error
-    if not isinstance(record, dict):
-        raise InputError(f"{where}: expected a JSON object")
-    for key in ("image", "caption"):
-        if not isinstance(record.get(key), str):
-            raise InputError(f"{where}: missing or non-string '{key}'")
-    return record["image"], record["caption"]
+    return [(r["image"], normalise_caption(r["caption"])) for r in records]
 
 
 class _ImageDataset(Dataset):

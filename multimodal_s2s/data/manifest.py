@@ -19,15 +19,18 @@ from multimodal_s2s.data.audio import audio_duration
 from multimodal_s2s.errors import InputError
 
 
-def read_manifest(path: str | Path, source_key: str = "audio") -> list[dict]:
+def read_manifest(
+    path: str | Path, source_key: str = "audio", text_key: str = "text"
+) -> list[dict]:
     """Read a JSON Lines manifest; blank lines are skipped.
 
     Relative ``source_key`` paths are resolved against the manifest's directory.
-    ``source_key`` lets other modalities (e.g. ``"image"``) share the format.
+    ``source_key`` and ``text_key`` let other modalities share the format (captions use
+    ``"image"`` and ``"caption"``).
 
     Raises:
         InputError: the file is missing, or a line (named ``file:line``) is not a JSON
-            object, lacks ``source_key`` or ``"text"``, or has a non-string value for them.
+            object, lacks ``source_key`` or ``text_key``, or has a non-string value for them.
     """
     path = Path(path)
     if not path.is_file():
@@ -36,20 +39,20 @@ def read_manifest(path: str | Path, source_key: str = "audio") -> list[dict]:
     with path.open(encoding="utf-8") as lines:
         for line_number, line in enumerate(lines, start=1):
             if line.strip():
-                record = _parse_record(line, f"{path}:{line_number}", source_key)
+                record = _parse_record(line, f"{path}:{line_number}", (source_key, text_key))
                 record[source_key] = str(path.parent / record[source_key])
                 records.append(record)
     return records
 
 
-def _parse_record(line: str, where: str, source_key: str) -> dict:
+def _parse_record(line: str, where: str, keys: tuple[str, str]) -> dict:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
         raise InputError(f"{where}: invalid JSON ({error.msg})") from error
     if not isinstance(record, dict):
         raise InputError(f"{where}: expected a JSON object")
-    for key in (source_key, "text"):
+    for key in keys:
         if key not in record:
             raise InputError(f"{where}: missing key '{key}'")
         if not isinstance(record[key], str):
