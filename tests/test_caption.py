@@ -153,7 +153,7 @@ def test_command_line_arguments_reach_caption(trained, tmp_path, capsys):
         + ["--output", str(output), "--beam", "2", "--batch-size", "4", "--device", "cpu"]
     )
     assert args.run(args) == 1
-    assert "error: image path not found" in capsys.readouterr().err
+    assert f"error: {tmp_path / 'no.png'}: image path not found" in capsys.readouterr().err
     assert [r["image"] for r in _records(output)] == [str(images / "00.png")]
 
 

@@ -111,7 +111,7 @@ def test_missing_inputs_are_reported_and_the_rest_transcribed(corpus, checkpoint
     missing = str(tmp_path / "nothing.wav")
     code = transcribe(checkpoint, [missing, _audio_files(folder)[0]], output, beam=1, device="cpu")
     assert code == 1
-    assert f"error: {missing}: no such file or directory" in capsys.readouterr().err
+    assert f"error: {missing}: audio path not found" in capsys.readouterr().err
     assert len(output.read_text().splitlines()) == 1
 
 

@@ -1,6 +1,5 @@
 """Audio file input: decode wav/flac/ogg/mp3 with soundfile, mix to mono, resample."""
 
-import glob
 from pathlib import Path
 
 import soundfile
@@ -8,6 +7,7 @@ import torch
 import torchaudio.functional
 from torch import Tensor
 
+from multimodal_s2s.data.files import find_files
 from multimodal_s2s.errors import InputError
 
 SUPPORTED_AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3")
@@ -59,42 +59,9 @@ def audio_duration(path: str | Path) -> float:
 
 
 def find_audio_files(paths: list[str]) -> list[Path]:
-    """Expand files, directories and glob patterns into audio files.
-
-    A directory contributes every supported audio file below it (recursively, sorted);
-    a glob pattern (``*``, ``?``, ``[...]``, ``**``) contributes its sorted matches.
-    Duplicates are dropped, first occurrence kept.
-
-    Raises:
-        InputError: a path is missing, a pattern or directory yields no audio file, or a
-            file named explicitly has an unsupported extension.
-    """
-    found: dict[Path, None] = {}
-    for entry in paths:
-        for path in _expand(entry):
-            found.setdefault(path, None)
-    return list(found)
-
-
-def _expand(entry: str) -> list[Path]:
-    path = Path(entry)
-    if path.is_file():
-        if not _is_audio(path):
-            supported = ", ".join(SUPPORTED_AUDIO_EXTENSIONS)
-            raise InputError(f"{path}: unsupported audio extension (supported: {supported})")
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _is_audio(p))
-        if not files:
-            raise InputError(f"{path}: directory contains no audio files")
-        return files
-    if glob.has_magic(entry):
-        matches = sorted(Path(p) for p in glob.glob(entry, recursive=True))
-        files = [p for p in matches if p.is_file() and _is_audio(p)]
-        if not files:
-            raise InputError(f"{entry}: pattern matches no audio files")
-        return files
-    raise InputError(f"{path}: no such file or directory")
+    """Audio files named by files, directories (recursive) and glob patterns; see
+    ``files.find_files`` for the rules and errors."""
+    return find_files(paths, SUPPORTED_AUDIO_EXTENSIONS, "audio")
 
 
 def _is_audio(path: Path) -> bool:

@@ -22,7 +22,6 @@ Train-time augmentation is chosen so that a caption stays true of the augmented 
   captions name colours ("a red square").
 """
 
-import glob
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from PIL import Image, ImageOps
 from torch import Tensor
 from torchvision.transforms import v2
 
+from multimodal_s2s.data.files import find_files
 from multimodal_s2s.errors import InputError
 
 SUPPORTED_IMAGE_EXTENSIONS: tuple[str, ...] = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp")
@@ -43,7 +43,6 @@ COLOR_JITTER: dict[str, float] = {"brightness": 0.2, "contrast": 0.2, "saturatio
 WHITE: tuple[int, int, int] = (255, 255, 255)
 
 _PILLOW_FORMATS = ("BMP", "GIF", "JPEG", "PNG", "WEBP")
-_GLOB_CHARACTERS = frozenset("*?[")
 # UnidentifiedImageError and truncated-file errors are OSErrors; bad EXIF can raise the others.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
@@ -132,51 +131,6 @@ def build_image_transform(image_size: int, train: bool) -> Callable[[Image.Image
 
 
 def find_image_files(paths: list[str]) -> list[Path]:
-    """Expand files, directories (recursively) and glob patterns into image files.
-
-    Args:
-        paths: each a file, a directory (searched recursively for supported extensions,
-            case-insensitive, in sorted order) or a glob pattern (``**`` allowed).
-
-    Returns:
-        The image files in the order given, each listed once.
-
-    Raises:
-        InputError: a path does not exist, a file has an unsupported extension, or a
-            directory or pattern matches no image file.
-    """
-    found: dict[Path, None] = {}
-    for entry in paths:
-        for path in _expand(entry):
-            found.setdefault(path, None)
-    return list(found)
-
-
-def _expand(entry: str) -> list[Path]:
-    """Image files named by one command-line entry (file, directory or glob pattern)."""
-    if _GLOB_CHARACTERS.intersection(entry) and not Path(entry).exists():
-        matches = sorted(Path(match) for match in glob.glob(entry, recursive=True))
-        files = [file for match in matches for file in _images_in(match)]
-        if not files:
-            raise InputError(f"no image files match the pattern: {entry}")
-        return files
-    path = Path(entry)
-    if not path.exists():
-        raise InputError(f"image path not found: {entry}")
-    if path.is_dir():
-        files = _images_in(path)
-        if not files:
-            raise InputError(f"no image files in the directory: {entry}")
-        return files
-    _check_extension(path)
-    return [path]
-
-
-def _images_in(path: Path) -> list[Path]:
-    """Supported image files under ``path`` (itself if it is one), sorted."""
-    candidates = sorted(path.rglob("*")) if path.is_dir() else [path]
-    return [
-        file
-        for file in candidates
-        if file.is_file() and file.suffix.lower() in SUPPORTED_IMAGE_EXTENSIONS
-    ]
+    """Image files named by files, directories (recursive) and glob patterns; see
+    ``files.find_files`` for the rules and errors."""
+    return find_files(paths, SUPPORTED_IMAGE_EXTENSIONS, "image")
