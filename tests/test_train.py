@@ -166,3 +166,15 @@ def test_doubly_stochastic_penalty_counts_valid_steps_and_positions():
     targets = torch.tensor([[5, EOS_ID, PAD_ID]])
     penalty = doubly_stochastic_penalty(weights, targets, torch.tensor([2]))
     assert penalty.item() == pytest.approx((1 - 1.5) ** 2 + (1 - 0.5) ** 2)
+
+
+def test_tied_generator_shares_the_embedding_matrix():
+    config = load_config(None, ["generator.tie_weights=true", "decoder.embedding_dim=24"])
+    from multimodal_s2s.model import build_model
+
+    model = build_model(config, 17)
+    assert model.decoder.output_dim == 24
+    assert model.generator.projection.weight is model.decoder.embedding.weight
+    untied = build_model(load_config(None, ["decoder.embedding_dim=24"]), 17)
+    assert untied.generator.projection.weight.shape == (17, untied.decoder.output_dim)
+    assert untied.generator.projection.weight is not untied.decoder.embedding.weight
