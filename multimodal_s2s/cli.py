@@ -9,6 +9,7 @@ from pathlib import Path
 from multimodal_s2s.caption import add_caption_command
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import load_config
+from multimodal_s2s.data.manifest import write_manifest
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.train import build_source, evaluate_model, resolve_device, train
 from multimodal_s2s.transcribe import add_transcribe_command
@@ -39,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument("--splits", nargs="*", help="default: the data's eval splits")
     evaluate_parser.add_argument("--beam", type=int, default=None, help="beam size (1 = greedy)")
     evaluate_parser.add_argument("--device", default="auto")
+    evaluate_parser.add_argument(
+        "--report", type=Path, help="folder for results.json and <split>.jsonl per-item records"
+    )
     evaluate_parser.add_argument("overrides", nargs="*", help="dotted overrides (data.*, search.*)")
     evaluate_parser.set_defaults(run=_evaluate)
     add_transcribe_command(commands)
@@ -74,9 +78,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     data = build_source(config)
     results = {}
     for split in args.splits or data.eval_splits:
-        results[split] = evaluate_model(model, tokenizer, data, split, config, device)
-        print(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in results[split].items()))
-    print(json.dumps(results))
+        evaluation = evaluate_model(model, tokenizer, data, split, config, device)
+        results[split] = evaluation.metrics
+        print(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in evaluation.metrics.items()))
+        if args.report is not None:
+            write_manifest(evaluation.records, args.report / f"{split}.jsonl")
+    if args.report is not None:
+        args.report.mkdir(parents=True, exist_ok=True)
+        (args.report / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from tqdm import tqdm
@@ -25,7 +25,6 @@ from multimodal_s2s.data.text import Tokenizer, teacher_forcing_pair
 from multimodal_s2s.decode import decode_batch
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.loss import doubly_stochastic_penalty, token_loss
-from multimodal_s2s.metrics import word_error_rate
 from multimodal_s2s.model import Seq2Seq, build_model
 from multimodal_s2s.sources import SOURCES
 
@@ -189,7 +188,7 @@ class _Run:
         """Dev loss (per token, no smoothing) and greedy-decoding word error rate."""
         return evaluate_model(
             self.model, self.tokenizer, self.data, split, self.config, self.device, beam=False
-        )
+        ).metrics
 
     def _end_epoch(self, metrics: dict[str, float]) -> None:
         self.epoch += 1
@@ -265,6 +264,13 @@ class _Run:
             log.write(json.dumps(record) + "\n")
 
 
+class Evaluation(NamedTuple):
+    """Corpus metrics of one split and one record per item (key, ref, hyp, score, ...)."""
+
+    metrics: dict[str, float]
+    records: list[dict[str, Any]]
+
+
 @torch.no_grad()
 def evaluate_model(
     model: Seq2Seq,
@@ -274,22 +280,37 @@ def evaluate_model(
     config: Config,
     device: torch.device,
     beam: bool = True,
-) -> dict[str, float]:
-    """Loss per token (teacher forcing, no smoothing) and WER of decoding on one split."""
+) -> Evaluation:
+    """Decode one split and score it.
+
+    Metrics: ``loss`` per token (teacher forcing, no smoothing), ``decode_seconds`` (time in
+    search, including encoding), ``items``, and the data source's ``score`` (``wer`` first).
+    """
     was_training = model.training
     model.eval()
-    total_loss, total_tokens, refs, hyps = 0.0, 0, [], []
+    total_loss, total_tokens, decode_seconds, records = 0.0, 0, 0.0, []
     for batch in data.batches(split, train=False, batch_size=config.train.batch_size):
         sources, lengths = _to_device(batch, device)
         inputs, targets = teacher_forcing_pair([tokenizer.encode(t) for t in batch.texts])
         log_probs, _, _ = model(sources, lengths, inputs.to(device))
         total_loss += float(token_loss(log_probs, targets.to(device)))
         total_tokens += int((targets != 0).sum())
+        started = time.perf_counter()
         decoded = decode_batch(model, tokenizer, sources, lengths, config.search, beam=beam)
-        refs += batch.texts
-        hyps += [d.text for d in decoded]
+        decode_seconds += time.perf_counter() - started
+        records += [
+            {"key": key, "ref": ref, "hyp": d.text, "score": d.score}
+            for key, ref, d in zip(batch.keys, batch.texts, decoded)
+        ]
     model.train(was_training)
-    return {"loss": total_loss / max(1, total_tokens), "wer": word_error_rate(refs, hyps)}
+    refs, hyps = [r["ref"] for r in records], [r["hyp"] for r in records]
+    metrics = {
+        **data.score(refs, hyps),
+        "loss": total_loss / max(1, total_tokens),
+        "decode_seconds": decode_seconds,
+        "items": len(records),
+    }
+    return Evaluation(metrics, data.details(records))
 
 
 def _to_device(batch: SourceBatch, device: torch.device):

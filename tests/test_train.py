@@ -47,7 +47,8 @@ def test_tiny_model_overfits_eight_pairs(tmp_path, task, epochs):
     result = train(config, tmp_path, progress=False)
     model, tokenizer, saved = load_model(tmp_path / "last.pt")
     scores = evaluate_model(model, tokenizer, build_source(saved), "train", saved, "cpu")
-    assert scores["wer"] == 0.0
+    assert scores.metrics["wer"] == 0.0 and scores.metrics["items"] == 8
+    assert all(r["ref"] == r["hyp"] for r in scores.records)
     assert result.best_checkpoint.exists()
 
 

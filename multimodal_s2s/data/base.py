@@ -8,6 +8,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from multimodal_s2s.metrics import word_error_rate
+
 
 class SourceBatch(NamedTuple):
     """A padded batch of sources with their reference texts.
@@ -54,6 +56,14 @@ class DataSource(ABC):
         and augmentation. The order depends only on ``(seed, epoch)``, so a resumed epoch
         replays it exactly; ``len()`` of the result is the number of batches returned.
         """
+
+    def score(self, refs: list[str], hyps: list[str]) -> dict[str, float]:
+        """Corpus metrics of a decoded split; ``wer`` (lower is better) selects checkpoints."""
+        return {"wer": word_error_rate(refs, hyps)}
+
+    def details(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Per-item report records (``key``, ``ref``, ``hyp``, ``score``), e.g. + alignments."""
+        return records
 
     def fit_frontend(self, frontend: nn.Module | None) -> None:  # noqa: B027
         """Estimate frontend statistics (e.g. feature mean/variance) on the training split."""
