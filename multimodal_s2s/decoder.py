@@ -45,9 +45,10 @@ class DecoderMemory(NamedTuple):
     keys: Tensor
     mask: Tensor
 
-    def select(self, index: Tensor) -> "DecoderMemory":
-        """Rows ``index`` ``(B',)`` of every tensor (beam expansion, batch shrinking)."""
-        return DecoderMemory(*(t.index_select(0, index) for t in self))
+    def select(self, index: Tensor, length: int | None = None) -> "DecoderMemory":
+        """Rows ``index`` ``(B',)`` of every tensor, and the first ``length`` positions
+        (all when ``None``; only positions that are padding in every kept row may go)."""
+        return DecoderMemory(*(t.index_select(0, index)[:, :length] for t in self))
 
 
 class DecoderState(NamedTuple):
@@ -63,12 +64,15 @@ class DecoderState(NamedTuple):
     weights: Tensor
     coverage: Tensor
 
-    def select(self, index: Tensor) -> "DecoderState":
-        """Rows ``index`` ``(B',)`` of the batch (beam reordering)."""
+    def select(self, index: Tensor, length: int | None = None) -> "DecoderState":
+        """Rows ``index`` ``(B',)`` of the batch (beam reordering), and the first ``length``
+        memory positions of the attention weights and coverage (all when ``None``)."""
         return DecoderState(
             self.hidden.index_select(1, index),
             self.cell.index_select(1, index),
-            *(t.index_select(0, index) for t in self[2:]),
+            self.context.index_select(0, index),
+            self.weights.index_select(0, index)[:, :length],
+            self.coverage.index_select(0, index)[:, :length],
         )
 
 

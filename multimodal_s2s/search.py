@@ -144,11 +144,12 @@ def beam_search(model, encoded: EncoderOutput, config: SearchConfig) -> list[lis
     while beams.sources.numel() > 0:
         output, state = model.decoder.step(beams.next_tokens(), memory, state)
         state = state.select(beams.advance(model.generator(output), state.weights))
-        for local in beams.newly_done():
+        done = beams.done()
+        for local in done.nonzero().flatten().tolist():
             results[int(beams.sources[local])] = beams.hypotheses(local)
-        if beams.worth_shrinking():
-            kept, rows = beams.shrink()
-            memory, state = memory.select(kept), state.select(rows)
+        if bool(done.any()):
+            kept, rows, length = beams.keep(~done)
+            memory, state = memory.select(kept, length), state.select(rows, length)
     return results
 
 
@@ -157,9 +158,9 @@ class _Beams:
 
     Per step it keeps only the chosen tokens, their parent rows (in the previous step's
     numbering) and attention weights; hypotheses are read back through the parents when a
-    source is done, so no step copies the whole history. Done sources stay frozen in the
-    batch (all beams finished) until a quarter of the batch is done, then leave it together
-    (the last step's history is renumbered with them).
+    source is done, so no step copies the whole history. Done sources leave the batch at
+    once (the last step's history is renumbered with them) and the memory is cut to the
+    longest source still decoding.
     """
 
     def __init__(
@@ -177,7 +178,6 @@ class _Beams:
         self.score = self.log_prob.clone()
         self.lengths = torch.zeros(batch, size, dtype=torch.long, device=self.device)
         self.finished = torch.zeros(batch, size, dtype=torch.bool, device=self.device)
-        self.done = torch.zeros(batch, dtype=torch.bool, device=self.device)
         self.coverage = mask.new_zeros(batch * size, mask.size(1), dtype=dtype)
         self.tokens: list[Tensor] = []
         self.parents: list[Tensor] = []
@@ -227,41 +227,37 @@ class _Beams:
         self.parents.append(parent)
         return parent
 
-    def newly_done(self) -> list[int]:
-        """Sources whose ``nbest`` best-ranked beams just all finished; they are frozen."""
-        done = self.finished[:, : self.config.nbest].all(dim=1) & ~self.done
-        self.done |= done
-        self.finished |= self.done.unsqueeze(1)
-        return done.nonzero().flatten().tolist()
+    def done(self) -> Tensor:
+        """``(n,)`` True where the ``nbest`` best-ranked beams are all finished."""
+        return self.finished[:, : self.config.nbest].all(dim=1)
 
-    def worth_shrinking(self) -> bool:
-        done = int(self.done.sum())
-        return done > 0 and 4 * done >= self.done.numel()
-
-    def shrink(self) -> tuple[Tensor, Tensor]:
-        """Drop the done sources; returns the kept sources ``(n',)`` and their rows."""
-        kept = (~self.done).nonzero().flatten()
+    def keep(self, sources: Tensor) -> tuple[Tensor, Tensor, int]:
+        """Keep the sources where ``sources`` ``(n,)`` is True, and only the memory positions
+        they use. Returns the kept sources ``(n',)``, their rows ``(n' * K,)`` and the new
+        memory length ``S'`` (the longest kept source)."""
+        kept = sources.nonzero().flatten()
         rows = self.rows(kept)
-        for name in ("sources", "caps", "log_prob", "score", "lengths", "finished", "done"):
+        for name in ("sources", "caps", "log_prob", "score", "lengths", "finished"):
             setattr(self, name, getattr(self, name)[kept])
-        self.padding, self.coverage = self.padding[rows], self.coverage[rows]
+        length = int((~self.padding[rows]).sum(1).max()) if rows.numel() else 0
+        self.padding, self.coverage = self.padding[rows, :length], self.coverage[rows, :length]
         for history in (self.tokens, self.weights, self.parents):
             history[-1] = history[-1][rows]
-        return kept, rows
+        return kept, rows, length
 
     def hypotheses(self, local: int) -> list[Hypothesis]:
         """The ranked n-best of active source ``local`` (beams with a finite score)."""
         size = self.config.beam_size
         count = min(self.config.nbest, size)
         rows = local * size + torch.arange(count, device=self.device)
+        source_length = int((~self.padding[local * size]).sum())
         tokens, weights = [], []
         for step in range(len(self.tokens) - 1, -1, -1):
             tokens.append(self.tokens[step][rows])
-            weights.append(self.weights[step][rows])
+            weights.append(self.weights[step][rows, :source_length])
             rows = self.parents[step][rows]
         tokens = torch.stack(tokens[::-1], dim=1).tolist()
         weights = torch.stack(weights[::-1], dim=1)
-        source_length = int((~self.padding[local * size]).sum())
         output = []
         for beam in range(count):
             score = float(self.score[local, beam])
@@ -275,7 +271,7 @@ class _Beams:
                     sequence[:-1] if ended else sequence,
                     score,
                     float(self.log_prob[local, beam]),
-                    weights[beam, :length, :source_length],
+                    weights[beam, :length],
                     ended,
                 )
             )
