@@ -86,6 +86,7 @@ class _Run:
         self.epoch, self.batch_index, self.step, self.kept = 0, 0, 0, []
         if resume is not None:
             self._restore(resume)
+        self.tensorboard = _tensorboard_writer(out_dir / "tensorboard")
 
     @property
     def _amp(self) -> bool:
@@ -138,7 +139,7 @@ class _Run:
             batches,
             desc=f"epoch {self.epoch + 1}/{config.epochs}",
             initial=self.batch_index,
-            total=self.steps_per_epoch,
+            total=self.batch_index + len(batches),
             disable=None if self.progress else True,
             dynamic_ncols=True,
         )
@@ -260,8 +261,14 @@ class _Run:
         _set_rng_state(payload["rng"])
 
     def _log(self, record: dict[str, Any]) -> None:
+        """Append to ``metrics.jsonl``, and to TensorBoard when it is installed."""
         with open(self.out_dir / "metrics.jsonl", "a") as log:
             log.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if key not in ("step", "epoch"):
+                    self.tensorboard.add_scalar(key, value, record["step"])
+            self.tensorboard.flush()
 
 
 class Evaluation(NamedTuple):
@@ -335,6 +342,15 @@ def _first_difference(saved: Any, current: Any, prefix: str = "") -> str:
             if saved.get(key) != current.get(key):
                 return _first_difference(saved.get(key), current.get(key), f"{prefix}{key}.")
     return prefix.rstrip(".")
+
+
+def _tensorboard_writer(folder: Path):
+    """A TensorBoard ``SummaryWriter`` when the ``tensorboard`` package is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder))
 
 
 def _seed_everything(seed: int) -> None:

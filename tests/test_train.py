@@ -179,3 +179,25 @@ def test_tied_generator_shares_the_embedding_matrix():
     untied = build_model(load_config(None, ["decoder.embedding_dim=24"]), 17)
     assert untied.generator.projection.weight.shape == (17, untied.decoder.output_dim)
     assert untied.generator.projection.weight is not untied.decoder.embedding.weight
+
+
+def test_ctrl_c_saves_the_position_and_a_rerun_resumes(tmp_path, monkeypatch):
+    overrides = SEQUENCES + SMALL + ["data.num_train=32", "data.num_dev=4", "train.epochs=1"]
+    config = load_config(None, overrides)
+    original = _Run._train_step
+    calls = []
+
+    def interrupt_third_step(self, batch):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(_Run, "_train_step", interrupt_third_step)
+    result = train(config, tmp_path, progress=False)
+    assert result.interrupted
+    assert load_checkpoint(tmp_path / "last.pt")["position"] == {"epoch": 0, "batch": 2, "step": 2}
+    monkeypatch.setattr(_Run, "_train_step", original)
+    resumed = train(config, tmp_path, progress=False)
+    assert not resumed.interrupted
+    assert load_checkpoint(tmp_path / "last.pt")["position"] == {"epoch": 1, "batch": 0, "step": 4}
