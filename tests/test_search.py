@@ -183,3 +183,19 @@ def test_coverage_penalty_changes_nothing_but_the_ranking_score():
         )
         assert hypothesis.score == pytest.approx(float(expected), abs=1e-4)
     assert [h.score for n in plain for h in n] != [h.score for n in penalised for h in n]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_search_matches_cpu():
+    model = _model("pblstm", "location", eos_bias=2.5)
+    _, (batch, lengths) = _sources("pblstm")
+    on_cpu = beam_search(model, model.encode(batch, lengths), SEARCH)
+    model = model.cuda()
+    on_cuda = beam_search(model, model.encode(batch.cuda(), lengths.cuda()), SEARCH)
+    assert [[h.tokens for h in n] for n in on_cuda] == [[h.tokens for h in n] for n in on_cpu]
+    for cpu_nbest, cuda_nbest in zip(on_cpu, on_cuda):
+        assert [h.score for h in cuda_nbest] == pytest.approx(
+            [h.score for h in cpu_nbest], abs=1e-4
+        )
+    greedy = greedy_search(model, model.encode(batch.cuda(), lengths.cuda()), SEARCH)
+    assert all(h.attention.is_cuda for h in greedy)
