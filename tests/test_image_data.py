@@ -209,3 +209,68 @@ def test_encoder_is_switched_by_its_name_alone(tmp_path, encoder, grid):
     optimizer.step()
     assert torch.isfinite(loss)
     assert not torch.equal(before, model.encoder.head.projection.weight)
+
+
+SCENE_REFS = ["a dog above a cat", "an apple to the left of a fox", "a dog"]
+SCENE_HYPS = ["a dog above a cat", "a fox to the left of an apple", ""]
+
+
+def test_score_of_scene_captions_has_every_metric():
+    data = ImageData(ImageDataConfig(grammar="scenes"))
+    metrics = data.score(SCENE_REFS, SCENE_HYPS)
+    assert list(metrics) == [
+        "wer",
+        "bleu4",
+        "cider_d",
+        "exact_match",
+        "object_accuracy",
+        "relation_accuracy",
+    ]
+    # 6 word errors over 15 reference words; 2 of 5 object slots; 1 of 2 pair relations.
+    assert metrics["wer"] == pytest.approx(6 / 15)
+    assert metrics["exact_match"] == pytest.approx(1 / 3)
+    assert metrics["object_accuracy"] == pytest.approx(2 / 5)
+    assert metrics["relation_accuracy"] == pytest.approx(1 / 2)
+    assert 0.0 < metrics["bleu4"] < 1.0
+    assert metrics["cider_d"] > 0.0
+
+
+def test_score_of_perfect_captions():
+    data = ImageData(ImageDataConfig(grammar="scenes"))
+    metrics = data.score(SCENE_REFS, SCENE_REFS)
+    assert metrics["wer"] == 0.0
+    assert metrics["bleu4"] == pytest.approx(1.0, abs=1e-6)
+    assert metrics["exact_match"] == metrics["object_accuracy"] == 1.0
+    assert metrics["relation_accuracy"] == 1.0
+
+
+def test_score_without_grammar_leaves_out_scene_metrics():
+    refs, hyps = ["a red square on a table", "two cats"], ["a red square on a table", "a cat"]
+    metrics = ImageData(ImageDataConfig()).score(refs, hyps)
+    assert list(metrics) == ["wer", "bleu4", "cider_d", "exact_match"]
+    assert metrics["exact_match"] == 0.5
+
+
+def test_scene_grammar_rejects_references_outside_it():
+    data = ImageData(ImageDataConfig(grammar="scenes"))
+    with pytest.raises(InputError, match="outside the scene grammar: 'two cats'"):
+        data.score(["two cats"], ["two cats"])
+
+
+def test_unknown_grammar_is_a_config_error():
+    with pytest.raises(InputError, match="data.grammar"):
+        load_config(None, ["data.name=images", "data.grammar=coco"])
+
+
+def test_details_mark_each_item():
+    records = [
+        {"key": str(i), "ref": ref, "hyp": hyp, "score": -1.0}
+        for i, (ref, hyp) in enumerate(zip(SCENE_REFS, SCENE_HYPS, strict=True))
+    ]
+    detailed = ImageData(ImageDataConfig(grammar="scenes")).details(records)
+    assert [d["exact_match"] for d in detailed] == [True, False, False]
+    assert [d["object_accuracy"] for d in detailed] == [1.0, 0.0, 0.0]
+    assert [d["relation_correct"] for d in detailed] == [True, False, None]
+    assert [d["hyp"] for d in detailed] == SCENE_HYPS
+    plain = ImageData(ImageDataConfig()).details(records[:1])
+    assert plain == [{**records[0], "exact_match": True}]

@@ -413,8 +413,10 @@ def test_perfect_hypotheses_score_one() -> None:
 def test_scores_of_partly_wrong_hypotheses() -> None:
     hyps = ["an owl above a dog", "an apple to the left of a  dog ", "gibberish"]
     assert object_accuracy(hyps, REFS) == pytest.approx(1 / 5)
-    assert relation_accuracy(hyps, REFS) == 0.0
+    assert relation_accuracy(hyps, REFS) == 0.5  # swapped pair wrong, wrong name right
     assert exact_match(hyps, REFS) == 0.0
+    hyps = ["an owl above a fox", "a cat to the left of a dog", "an owl"]
+    assert relation_accuracy(hyps, REFS) == 0.0  # an object moved to the other's slot
     hyps = ["a dog above an owl", "an apple above a cat", " an owl "]
     assert object_accuracy(hyps, REFS) == 1.0
     assert relation_accuracy(hyps, REFS) == 0.5

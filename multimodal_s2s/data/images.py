@@ -6,18 +6,22 @@ and their whitespace normalised. Images are loaded in ``DataLoader`` workers; tr
 batches are shuffled by ``(seed, epoch)`` and augmented as ``build_image_transform`` says.
 """
 
+import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from multimodal_s2s.corpora.scenes import scoring
 from multimodal_s2s.data.base import DataSource, SourceBatch
 from multimodal_s2s.data.image import build_image_transform, load_image
 from multimodal_s2s.data.manifest import read_manifest
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.metrics import bleu4, cider_d, word_error_rate
 
 
 @dataclass
@@ -26,7 +30,9 @@ class ImageDataConfig:
 
     ``test`` maps evaluation split names to manifests (evaluated after ``dev``);
     ``image_size`` is the side of the square the images are resized to;
-    ``augment`` turns on train-time augmentation; ``num_workers`` loads images in parallel.
+    ``augment`` turns on train-time augmentation; ``num_workers`` loads images in parallel;
+    ``grammar`` "scenes" says captions follow the built-in scene corpus grammar
+    (``corpora/scenes/caption.py``), which adds object and relation accuracy to the scores.
     """
 
     name: str = "images"
@@ -36,6 +42,7 @@ class ImageDataConfig:
     image_size: int = 128
     augment: bool = True
     num_workers: int = 2
+    grammar: Literal["scenes", "none"] = "none"
 
 
 class ImageData(DataSource):
@@ -78,6 +85,38 @@ class ImageData(DataSource):
             collate_fn=_collate_batch,
             generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch),
         )
+
+    def score(self, refs: list[str], hyps: list[str]) -> dict[str, float]:
+        """``wer`` (selects checkpoints), corpus ``bleu4`` and ``cider_d`` (COCO scorers, one
+        reference per image), ``exact_match``; with ``grammar: scenes`` also
+        ``object_accuracy`` and ``relation_accuracy`` (``corpora/scenes/scoring.py``; NaN when
+        no reference has two objects)."""
+        single_refs = [[ref] for ref in refs]
+        metrics = {
+            "wer": word_error_rate(refs, hyps),
+            "bleu4": bleu4(single_refs, hyps),
+            "cider_d": cider_d(single_refs, hyps),
+            "exact_match": scoring.exact_match(hyps, refs),
+        }
+        if self.config.grammar == "scenes":
+            metrics["object_accuracy"] = scoring.object_accuracy(hyps, refs)
+            metrics["relation_accuracy"] = scoring.relation_accuracy(hyps, refs)
+        return metrics
+
+    def details(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each record plus ``exact_match`` (bool); with ``grammar: scenes`` also
+        ``object_accuracy`` (share of its reference objects named in place) and
+        ``relation_correct`` (bool; None for a one-object reference)."""
+        return [self._item_details(record) for record in records]
+
+    def _item_details(self, record: dict[str, Any]) -> dict[str, Any]:
+        hyps, refs = [record["hyp"]], [record["ref"]]
+        detailed = {**record, "exact_match": scoring.exact_match(hyps, refs) == 1.0}
+        if self.config.grammar == "scenes":
+            relation = scoring.relation_accuracy(hyps, refs)
+            detailed["object_accuracy"] = scoring.object_accuracy(hyps, refs)
+            detailed["relation_correct"] = None if math.isnan(relation) else relation == 1.0
+        return detailed
 
     @staticmethod
     def read_source(config: ImageDataConfig, path: Path) -> Tensor:

@@ -26,17 +26,27 @@ def object_accuracy(hyps: list[str], refs: list[str]) -> float:
 
 
 def relation_accuracy(hyps: list[str], refs: list[str]) -> float:
-    """Share of two-object references whose hypothesis states the same spatial fact.
+    """Share of two-object references whose hypothesis gets the spatial relation right,
+    separately from naming the objects (``object_accuracy`` scores names, ``exact_match``
+    both).
 
-    Correct means the same relation word (``left``/``above``) AND the reference's two objects
-    in the reference's order; for ``"a dog above a cat"``, ``"a cat above a dog"`` and
-    ``"a dog to the left of a cat"`` are both wrong. Returns NaN when no reference has two
-    objects.
+    Correct means a two-object hypothesis with the same relation word (``left``/``above``)
+    that puts neither reference object in the other's slot. For ``"a dog above a cat"``:
+    ``"a dog above a fox"`` is right (an object error, not a relation error);
+    ``"a cat above a dog"`` and ``"a cat above a fox"`` (the cat moved to the top) and
+    ``"a dog to the left of a cat"`` are wrong. Returns NaN when no reference has two objects.
     """
     pairs = [(hyp, ref) for hyp, ref in _parse_pairs(hyps, refs) if ref.relation is not None]
     if not pairs:
         return float("nan")
-    return sum(hyp == ref for hyp, ref in pairs) / len(pairs)
+    return sum(_same_relation(hyp, ref) for hyp, ref in pairs) / len(pairs)
+
+
+def _same_relation(hyp: ParsedCaption, ref: ParsedCaption) -> bool:
+    if hyp.relation != ref.relation or len(hyp.objects) != 2:
+        return False
+    first, second = ref.objects
+    return hyp.objects[0] != second and hyp.objects[1] != first
 
 
 def exact_match(hyps: list[str], refs: list[str]) -> float:

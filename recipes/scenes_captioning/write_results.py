@@ -1,0 +1,72 @@
+"""Collect a finished recipe run into ``RUN/results.json`` and a Markdown table ``RUN/results.md``.
+
+Reads ``RUN/report/results.json`` (``ms2s evaluate --report``), ``RUN/throughput.json``
+(``benchmarks/caption_throughput.py``) and ``RUN/timings.tsv`` (``name<TAB>start<TAB>end``
+per step, written by ``run.sh``). Usage: ``python write_results.py RUN``.
+"""
+
+import json
+import os
+import platform
+import sys
+from datetime import date
+from pathlib import Path
+
+METRICS = ("object_accuracy", "relation_accuracy", "bleu4", "cider_d", "exact_match", "wer")
+
+
+def main(run: Path) -> None:
+    evaluation = json.loads((run / "report" / "results.json").read_text())
+    throughput = json.loads((run / "throughput.json").read_text())
+    seconds = _step_seconds(run / "timings.tsv")
+    results = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "load_average_1_5_15min": os.getloadavg(),
+        "splits": evaluation,
+        "throughput": throughput,
+        "seconds": {**seconds, "total": sum(seconds.values())},
+    }
+    (run / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    markdown = _markdown(results)
+    (run / "results.md").write_text(markdown)
+    print(markdown, end="")
+
+
+def _step_seconds(path: Path) -> dict[str, float]:
+    seconds = {}
+    for line in path.read_text().splitlines():
+        name, start, end = line.split("\t")
+        seconds[name] = seconds.get(name, 0.0) + float(end) - float(start)
+    return seconds
+
+
+def _markdown(results: dict) -> str:
+    lines = [
+        f"# Scene captioning results ({results['date']}, {results['machine']}, "
+        f"load {' / '.join(f'{x:.2f}' for x in results['load_average_1_5_15min'])})",
+        "",
+        "| split | " + " | ".join(METRICS) + " |",
+        "|---" * (len(METRICS) + 1) + "|",
+    ]
+    for split, metrics in results["splits"].items():
+        lines.append(f"| {split} | " + " | ".join(f"{metrics[m]:.4f}" for m in METRICS) + " |")
+    speed = results["throughput"]
+    lines += [
+        "",
+        f"Captioning, beam {speed['beam']}, {speed['images']} images, {speed['threads']} "
+        f"thread(s): batched ({speed['batch_size']} per batch) "
+        f"{speed['batched_images_per_s']:.1f} images/s, one at a time "
+        f"{speed['one_at_a_time_images_per_s']:.1f} images/s, "
+        f"ratio {speed['speedup']:.1f}x (same captions: {speed['same_captions']}).",
+        "",
+        "Wall-clock seconds: "
+        + ", ".join(f"{name} {value:.0f}" for name, value in results["seconds"].items())
+        + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
