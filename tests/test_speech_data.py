@@ -199,3 +199,53 @@ def test_config_builds_speech_data_with_nested_features():
         config_from_dict({"data": {"name": "speech", "features": {"bogus": 1}}})
     with pytest.raises(InputError, match="max_frames"):
         SpeechDataConfig(max_frames=0)
+
+
+def test_score_gives_corpus_wer_then_cer(tmp_path):
+    data = _data(_write_corpus(tmp_path))
+    metrics = data.score(["a b c d", "e f"], ["a x c d", "e f g"])
+    assert list(metrics) == ["wer", "cer"]
+    assert metrics["wer"] == pytest.approx(2 / 6)  # one substitution, one insertion
+    assert metrics["cer"] == pytest.approx(3 / 10)  # "b"->"x"; " g" inserted
+
+
+def test_score_counts_an_empty_hypothesis_as_deletions(tmp_path):
+    data = _data(_write_corpus(tmp_path))
+    assert data.score(["one two three"], [""]) == {"wer": 1.0, "cer": 1.0}
+
+
+def test_details_add_word_alignments_and_keep_the_record(tmp_path):
+    data = _data(_write_corpus(tmp_path))
+    records = [
+        {"key": "u1.wav", "ref": "call me at nine", "hyp": "call at five", "score": -1.5},
+        {"key": "u2.wav", "ref": "yes", "hyp": "yes", "score": -0.1},
+    ]
+    first, second = data.details(records)
+    assert {k: first[k] for k in ("key", "ref", "hyp", "score")} == records[0]
+    counts = ("substitutions", "deletions", "insertions", "hits")
+    assert tuple(first[k] for k in counts) == (1, 1, 0, 2)
+    assert tuple(second[k] for k in counts) == (0, 0, 0, 1)
+    ref_line, hyp_line, marks = first["alignment"].split("\n")
+    assert ref_line.split() == ["REF:", "call", "me", "at", "nine"]
+    assert hyp_line.split() == ["HYP:", "call", "**", "at", "five"]
+    assert marks.split() == ["D", "S"]
+
+
+@pytest.mark.parametrize("with_duration", [True, False])
+def test_audio_seconds_sums_the_split_durations(tmp_path, with_duration):
+    data = _data(_write_corpus(tmp_path, with_duration=with_duration))
+    assert data.audio_seconds("dev") == pytest.approx(sum(DURATIONS), abs=1e-6)
+
+
+def test_sorted_epochs_go_shortest_first_then_shuffle(tmp_path):
+    manifest = _write_corpus(tmp_path)
+    data = _data(manifest, max_frames=10_000, sorted_epochs=1)
+
+    def longest_per_batch(epoch):
+        batches = data.batches("train", train=True, batch_size=2, epoch=epoch, seed=3)
+        return [int(batch.lengths.max()) for batch in batches]
+
+    first = longest_per_batch(0)
+    assert first == sorted(first)
+    later = [longest_per_batch(epoch) for epoch in (1, 2, 3)]
+    assert any(order != sorted(order) for order in later)

@@ -9,6 +9,7 @@ import random
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +21,7 @@ from multimodal_s2s.data.batching import BucketBatchSampler
 from multimodal_s2s.data.features import FeatureConfig, FeaturePipeline, augment_waveform
 from multimodal_s2s.data.manifest import read_manifest
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.metrics import char_error_rate, wer_alignments, word_error_rate
 
 
 @dataclass
@@ -32,7 +34,9 @@ class SpeechDataConfig:
     trainer's ``batch_size`` utterances. Training utterances longer than ``max_duration``
     seconds are skipped. ``noise_files`` feed additive-noise augmentation (see
     ``features.noise_prob``). The feature normaliser is fitted on at most
-    ``normalizer_utterances`` random training utterances.
+    ``normalizer_utterances`` random training utterances. The first ``sorted_epochs``
+    training epochs visit batches shortest first (SortaGrad), so the attention learns to
+    align on short utterances before long ones; later epochs shuffle.
     """
 
     name: str = "speech"
@@ -45,6 +49,7 @@ class SpeechDataConfig:
     num_workers: int = 2
     noise_files: list[str] = field(default_factory=list)
     normalizer_utterances: int = 1000
+    sorted_epochs: int = 0
 
     def __post_init__(self) -> None:
         if self.max_frames < 1:
@@ -88,6 +93,24 @@ class SpeechData(DataSource):
     def texts(self, split: str) -> list[str]:
         return [utterance.text for utterance in self._utterances(split)]
 
+    def audio_seconds(self, split: str) -> float:
+        """Total audio duration of a split in seconds (the denominator of a real-time factor)."""
+        samples = sum(utterance.samples for utterance in self._utterances(split))
+        return samples / self.config.features.sample_rate
+
+    def score(self, refs: list[str], hyps: list[str]) -> dict[str, float]:
+        """Corpus ``wer`` and ``cer`` (jiwer: total edits over total reference words/chars)."""
+        return {"wer": word_error_rate(refs, hyps), "cer": char_error_rate(refs, hyps)}
+
+    def details(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each record plus its word alignment: ``substitutions``, ``deletions``,
+        ``insertions``, ``hits`` and the three-line ``alignment`` drawing."""
+        alignments = wer_alignments([r["ref"] for r in records], [r["hyp"] for r in records])
+        return [
+            {**record, **{k: v for k, v in alignment.items() if k not in ("ref", "hyp")}}
+            for record, alignment in zip(records, alignments, strict=True)
+        ]
+
     def batches(
         self,
         split: str,
@@ -107,8 +130,9 @@ class SpeechData(DataSource):
             _frames(_longest_perturbed(u.samples, features.sample_rate, factors), features)
             for u in utterances
         ]
+        shuffle = train and epoch >= self.config.sorted_epochs
         sampler = BucketBatchSampler(
-            frames, self.config.max_frames, max_batch_size=batch_size, shuffle=train, seed=seed
+            frames, self.config.max_frames, max_batch_size=batch_size, shuffle=shuffle, seed=seed
         )
         sampler.set_epoch(epoch)
         dataset = _SpeechDataset(
