@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from multimodal_s2s.attention_maps import save_attention_map
 from multimodal_s2s.checkpoint import load_model
-from multimodal_s2s.data.image import find_image_files, load_image
+from multimodal_s2s.data.files import find_files_reporting, report_skipped
+from multimodal_s2s.data.image import SUPPORTED_IMAGE_EXTENSIONS, load_image
 from multimodal_s2s.data.images import ImageData, ImageDataConfig
 from multimodal_s2s.data.manifest import write_manifest
 from multimodal_s2s.data.text import EOS_ID, Tokenizer
@@ -58,7 +59,7 @@ def caption(
             f"{model_path}: not an image captioning model (data.name={config.data.name})"
         )
     search = dataclasses.replace(config.search, beam_size=beam)
-    files, failed = _expand_inputs(paths)
+    files, failed = find_files_reporting(paths, SUPPORTED_IMAGE_EXTENSIONS, "image")
     root = _common_folder(files)
     records = []
     bar = tqdm(total=len(files), unit="image", file=sys.stderr, disable=None, dynamic_ncols=True)
@@ -105,19 +106,6 @@ def _run_caption(args: argparse.Namespace) -> int:
     )
 
 
-def _expand_inputs(paths: list[str]) -> tuple[list[Path], bool]:
-    """Image files of every entry, each once; reports entries that name no image file."""
-    found: dict[Path, None] = {}
-    failed = False
-    for entry in paths:
-        try:
-            found.update(dict.fromkeys(find_image_files([entry])))
-        except InputError as error:
-            _report(error)
-            failed = True
-    return list(found), failed
-
-
 def _read_images(
     files: list[Path], config: ImageDataConfig
 ) -> tuple[list[Path], list[torch.Tensor]]:
@@ -128,7 +116,7 @@ def _read_images(
             sources.append(ImageData.read_source(config, path))
             loaded.append(path)
         except InputError as error:
-            _report(error)
+            report_skipped(error)
     return loaded, sources
 
 
@@ -156,10 +144,6 @@ def _common_folder(files: list[Path]) -> Path:
 def _chunks(files: list[Path], size: int) -> Iterator[list[Path]]:
     for first in range(0, len(files), size):
         yield files[first : first + size]
-
-
-def _report(error: InputError) -> None:
-    tqdm.write(f"error: {error}", file=sys.stderr)
 
 
 def _save_map(

@@ -37,10 +37,20 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else as given."""
+    """``auto`` -> CUDA when available, else CPU; anything else as given.
+
+    Raises:
+        InputError: ``name`` is not a device name, or names CUDA where there is none.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise InputError(f"device {name!r}: not a device name (cpu, cuda, auto)") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name!r}: CUDA is not available")
+    return device
 
 
 def build_source(config: Config) -> DataSource:

@@ -17,14 +17,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
 from torch import Tensor
 from tqdm import tqdm
 
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import Config
-from multimodal_s2s.data.audio import find_audio_files
+from multimodal_s2s.data.audio import SUPPORTED_AUDIO_EXTENSIONS
 from multimodal_s2s.data.base import DataSource
+from multimodal_s2s.data.files import find_files_reporting, report_skipped
 from multimodal_s2s.data.text import Tokenizer
 from multimodal_s2s.decode import Decoded, decode_batch
 from multimodal_s2s.errors import InputError
@@ -59,10 +59,10 @@ def transcribe(
     """
     if beam < 1 or batch_size < 1 or max_chunk_seconds <= 0:
         raise InputError("--beam and --batch-size must be >= 1 and --max-chunk-seconds > 0")
-    files, failed = _expand_inputs(paths)
+    files, failed = find_files_reporting(paths, SUPPORTED_AUDIO_EXTENSIONS, "audio")
     if not files:
         return 1
-    model, tokenizer, config = load_model(model_path, _device(device))
+    model, tokenizer, config = load_model(model_path, resolve_device(device))
     if getattr(config.data, "features", None) is None:
         raise InputError(f"{model_path}: not a speech model (data.name={config.data.name!r})")
     transcriber = _Transcriber(model, tokenizer, config, beam, batch_size, max_chunk_seconds)
@@ -76,7 +76,7 @@ def transcribe(
                 try:
                     chunks[path] = transcriber.read(path)
                 except InputError as error:
-                    _report(error)
+                    report_skipped(error)
                     failed = True
             for path, text, score in transcriber.decode(chunks):
                 write(path, text, score)
@@ -179,29 +179,6 @@ def _pause_cut(wave: Tensor, limit: int, search: int, frame: int) -> int:
     return first + quietest * frame + frame // 2
 
 
-def _expand_inputs(paths: list[str]) -> tuple[list[Path], bool]:
-    """Audio files of every input (duplicates dropped) and whether any input failed."""
-    files: dict[Path, None] = {}
-    failed = False
-    for entry in paths:
-        try:
-            files.update(dict.fromkeys(find_audio_files([entry])))
-        except InputError as error:
-            _report(error)
-            failed = True
-    return list(files), failed
-
-
-def _device(name: str) -> torch.device:
-    try:
-        device = resolve_device(name)
-    except RuntimeError as error:
-        raise InputError(f"--device {name!r}: not a device name (cpu, cuda, auto)") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {name!r}: CUDA is not available")
-    return device
-
-
 @contextmanager
 def _output_writer(output: str | Path | None) -> Iterator[Writer]:
     """A ``write(path, text, score)`` to stdout, or to ``output`` via a temp file that
@@ -221,10 +198,6 @@ def _output_writer(output: str | Path | None) -> Iterator[Writer]:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-
-
-def _report(error: Exception) -> None:
-    tqdm.write(f"error: {error}", file=sys.stderr)
 
 
 def add_transcribe_command(commands: argparse._SubParsersAction) -> None:

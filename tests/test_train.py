@@ -201,3 +201,14 @@ def test_ctrl_c_saves_the_position_and_a_rerun_resumes(tmp_path, monkeypatch):
     resumed = train(config, tmp_path, progress=False)
     assert not resumed.interrupted
     assert load_checkpoint(tmp_path / "last.pt")["position"] == {"epoch": 1, "batch": 0, "step": 4}
+
+
+def test_bad_device_names_are_one_line_errors():
+    from multimodal_s2s.train import resolve_device
+
+    with pytest.raises(InputError, match="device 'gpu0': not a device name"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="device 'cuda': CUDA is not available"):
+            resolve_device("cuda")
+    assert resolve_device("cpu") == torch.device("cpu")

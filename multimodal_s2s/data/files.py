@@ -1,7 +1,10 @@
 """Expanding command-line inputs (files, folders, glob patterns) into source files."""
 
 import glob
+import sys
 from pathlib import Path
+
+from tqdm import tqdm
 
 from multimodal_s2s.errors import InputError
 
@@ -22,6 +25,27 @@ def find_files(paths: list[str], extensions: tuple[str, ...], kind: str) -> list
         for path in _expand(entry, extensions, kind):
             found.setdefault(path, None)
     return list(found)
+
+
+def find_files_reporting(
+    paths: list[str], extensions: tuple[str, ...], kind: str
+) -> tuple[list[Path], bool]:
+    """Like ``find_files``, but an entry that names no usable file is reported with
+    ``report_skipped`` and skipped; returns the files and whether any entry was skipped."""
+    found: dict[Path, None] = {}
+    skipped = False
+    for entry in paths:
+        try:
+            found.update(dict.fromkeys(find_files([entry], extensions, kind)))
+        except InputError as error:
+            report_skipped(error)
+            skipped = True
+    return list(found), skipped
+
+
+def report_skipped(error: InputError) -> None:
+    """One ``error: ...`` line on stderr for an input a batch command skips."""
+    tqdm.write(f"error: {error}", file=sys.stderr)
 
 
 def _expand(entry: str, extensions: tuple[str, ...], kind: str) -> list[Path]:
