@@ -8,7 +8,7 @@ from pathlib import Path
 
 from multimodal_s2s.caption import add_caption_command
 from multimodal_s2s.checkpoint import load_model
-from multimodal_s2s.config import load_config
+from multimodal_s2s.config import apply_override, config_from_dict, config_to_dict, load_config
 from multimodal_s2s.data.manifest import write_manifest
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.train import build_source, evaluate_model, resolve_device, train
@@ -62,17 +62,12 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, tokenizer, config = load_model(args.model, device)
+    raw = config_to_dict(config)
     for override in args.overrides:
-        section = override.split(".", 1)[0]
-        if section not in ("data", "search"):
+        if override.split(".", 1)[0] not in ("data", "search"):
             raise InputError(f"evaluate can only override data.* and search.*, not {override!r}")
-    if args.overrides:
-        from multimodal_s2s.config import apply_override, config_from_dict, config_to_dict
-
-        raw = config_to_dict(config)
-        for override in args.overrides:
-            apply_override(raw, override)
-        config = config_from_dict(raw)
+        apply_override(raw, override)
+    config = config_from_dict(raw)
     if args.beam is not None:
         config.search.beam_size = args.beam
     data = build_source(config)
