@@ -1,11 +1,18 @@
-"""Checkpoints: atomic writes, and rebuilding a model from a checkpoint alone.
+"""Checkpoints: atomic writes, integrity checks, the resume points of a run folder, and
+rebuilding a model from a checkpoint alone.
 
 A checkpoint is a dict with the resolved ``config`` (plain data), the ``tokenizer``, the
-``model`` weights and, for resuming, optimizer/scheduler states and the training position.
+``model`` weights and, for resuming, optimizer/scheduler/scaler states, the training position
+and the random number generator states. ``torch.save`` writes a zip archive whose entries
+carry CRC-32 checksums; :func:`load_checkpoint` verifies them, so a truncated or corrupted
+file is refused by name instead of loading garbage weights.
 """
 
 import os
+import re
+import sys
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +24,7 @@ from multimodal_s2s.errors import InputError
 from multimodal_s2s.model import Seq2Seq, build_model
 
 FORMAT = "multimodal_s2s/1"
+RESUME_NAME = re.compile(r"checkpoint-(\d+)\.pt")
 
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
@@ -37,6 +45,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
+    damage = _damage(path)
+    if damage is not None:
+        raise InputError(f"{path}: {damage}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
@@ -44,6 +55,57 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise InputError(f"{path}: not a multimodal_s2s checkpoint")
     return payload
+
+
+def _damage(path: Path) -> str | None:
+    """Why ``path`` is not an intact zip archive (truncated, bad checksum), else ``None``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad_entry = archive.testzip()
+    except (zipfile.BadZipFile, EOFError):
+        return "truncated or not a checkpoint (no intact zip archive)"
+    if bad_entry is not None:
+        return f"corrupt checkpoint (checksum mismatch in {bad_entry})"
+    return None
+
+
+def resume_path(folder: Path, step: int) -> Path:
+    """Where the resume point after optimiser step ``step`` is written."""
+    return folder / f"checkpoint-{step}.pt"
+
+
+def resume_points(folder: Path) -> list[Path]:
+    """The resume points (``checkpoint-<step>.pt``) in ``folder``, newest first."""
+    found = [
+        (int(m[1]), p)
+        for p in folder.glob("checkpoint-*.pt")
+        if (m := RESUME_NAME.fullmatch(p.name))
+    ]
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def load_newest_resume_point(folder: Path) -> tuple[dict[str, Any], Path] | None:
+    """The newest readable resume point of a run folder and its path; ``None`` if it has
+    none. A damaged one is reported on stderr and the previous one is tried.
+
+    Raises:
+        InputError: there are resume points but none of them is readable.
+    """
+    points = resume_points(folder)
+    for path in points:
+        try:
+            return load_checkpoint(path), path
+        except InputError as error:
+            print(f"warning: {error}; falling back to the previous checkpoint", file=sys.stderr)
+    if points:
+        raise InputError(f"{folder}: none of the {len(points)} checkpoints can be read")
+    return None
+
+
+def prune_resume_points(folder: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` resume points of ``folder``."""
+    for path in resume_points(folder)[keep:]:
+        path.unlink(missing_ok=True)
 
 
 def model_from_checkpoint(

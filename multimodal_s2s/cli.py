@@ -10,8 +10,9 @@ from multimodal_s2s.caption import add_caption_command
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import apply_override, config_from_dict, config_to_dict, load_config
 from multimodal_s2s.data.manifest import write_manifest
-from multimodal_s2s.errors import InputError
-from multimodal_s2s.train import build_source, evaluate_model, resolve_device, train
+from multimodal_s2s.errors import InputError, TrainingError
+from multimodal_s2s.evaluate import evaluate_model
+from multimodal_s2s.train import build_source, resolve_device, train
 from multimodal_s2s.transcribe import add_transcribe_command
 
 
@@ -20,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except InputError as error:
+    except (InputError, TrainingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -33,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     train_parser.add_argument("config", type=Path, help="YAML config")
     train_parser.add_argument("overrides", nargs="*", help="dotted overrides: encoder.name=cnn")
     train_parser.add_argument("--out", type=Path, required=True, help="run folder")
+    train_parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its newest readable checkpoint",
+    )
     train_parser.set_defaults(run=_train)
 
     evaluate_parser = commands.add_parser("evaluate", help="score a checkpoint on data splits")
@@ -52,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
-    result = train(config, args.out)
+    result = train(config, args.out, resume=args.resume)
     if result.interrupted:
         return 130
     print(f"best checkpoint: {result.best_checkpoint} (dev WER {result.best_error_rate:.4f})")

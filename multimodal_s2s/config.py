@@ -38,7 +38,12 @@ class TokenizerConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation and bookkeeping. ``device`` "auto" picks CUDA when available."""
+    """Optimisation and bookkeeping. ``device`` "auto" picks CUDA when available.
+
+    ``batch_size`` is per process (see ``train.py`` for data parallelism). A resume point is
+    written every ``save_every_steps`` optimiser steps (0: only at epoch ends) and the newest
+    ``keep_last`` are kept; ``max_bad_batches`` non-finite batches in a row stop the run.
+    """
 
     epochs: int = 10
     batch_size: int = 32
@@ -56,6 +61,23 @@ class TrainConfig:
     average_best: bool = False
     log_every: int = 20
     freeze_encoder_epochs: int = 0
+    save_every_steps: int = 500
+    keep_last: int = 2
+    max_bad_batches: int = 10
+
+    def __post_init__(self) -> None:
+        for key in (
+            "epochs",
+            "batch_size",
+            "keep_best",
+            "keep_last",
+            "max_bad_batches",
+            "log_every",
+        ):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key} must be >= 1, got {getattr(self, key)}")
+        if self.save_every_steps < 0:
+            raise ConfigError(f"train.save_every_steps must be >= 0, got {self.save_every_steps}")
 
 
 @dataclass

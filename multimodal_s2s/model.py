@@ -1,5 +1,6 @@
 """The top-level model and the one place that builds it from a config."""
 
+import torch
 from torch import Tensor, nn
 
 from multimodal_s2s.decoder import AttentionDecoder
@@ -48,7 +49,12 @@ class Seq2Seq(nn.Module):
         return self.generator(outputs), weights, encoded
 
     def _sample(self, output: Tensor) -> Tensor:
-        return self.generator(output).exp().multinomial(1).squeeze(1)
+        """``(N, H)`` decoder outputs -> ``(N,)`` tokens drawn from the generator's
+        distribution by the Gumbel-max trick, which (unlike ``multinomial``) tolerates a
+        non-finite row: its batch is then skipped by the trainer instead of crashing it."""
+        log_probs = self.generator(output)
+        uniform = torch.rand_like(log_probs).clamp_(min=1e-20)
+        return (log_probs - torch.log(-torch.log(uniform))).argmax(-1)
 
 
 def build_model(config, vocab_size: int) -> Seq2Seq:

@@ -1,31 +1,66 @@
-"""One modality-agnostic trainer: any data source, any encoder.
+"""One modality-agnostic trainer: any data source, any encoder, one process or many.
 
-A run lives in one folder: ``last.pt`` (resume point, written atomically after every epoch
-and on Ctrl-C), ``epoch-N.pt`` for the best ``keep_best`` epochs by the dev error rate,
-``best.pt``, optionally ``averaged.pt`` (mean weights of the kept epochs), and
-``metrics.jsonl``. Re-running the same command resumes exactly where it stopped.
+A run lives in one folder:
+
+* ``checkpoint-<step>.pt``: resume points (model, optimizer, scheduler, AMP scaler, data
+  position, every process's random number generator states), written atomically every
+  ``train.save_every_steps`` optimiser steps, at the end of every epoch and on Ctrl-C; the
+  newest ``train.keep_last`` are kept. ``--resume`` continues from the newest readable one
+  (a truncated or corrupt file is reported and the previous one is used) and reaches the
+  weights an uninterrupted run reaches.
+* ``epoch-N.pt`` for the best ``keep_best`` epochs by the dev error rate, ``best.pt``,
+  optionally ``averaged.pt`` (mean weights of the kept epochs), and ``metrics.jsonl``.
+
+Under ``torchrun`` every process trains a ``DistributedDataParallel`` replica on its shard
+of each global batch (``batch_size`` per process; see ``data.batching.shard_batches``). The
+loss is normalised by the target tokens of the whole global batch, so a step equals one
+single-process step on that global batch and the learning rate needs no rescaling. Rank 0
+alone writes checkpoints, logs and progress bars; dev evaluation is split across ranks and
+gathered.
+
+Guards: a batch whose loss or gradient is not finite (on any rank) is skipped and logged;
+``train.max_bad_batches`` of them in a row stop the run with a ``TrainingError``. Per step the
+host reads one small tensor (global loss, gradient norm, items) after the backward pass, for
+the guard and the progress bar; DDP overlaps the gradient all-reduce with the backward pass.
 """
 
 import json
 import math
 import random
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from multimodal_s2s.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from multimodal_s2s.checkpoint import (
+    load_checkpoint,
+    load_newest_resume_point,
+    model_from_checkpoint,
+    prune_resume_points,
+    resume_path,
+    resume_points,
+    save_checkpoint,
+)
 from multimodal_s2s.config import Config, config_to_dict
 from multimodal_s2s.data.base import DataSource, SourceBatch
+from multimodal_s2s.data.batching import Shard
 from multimodal_s2s.data.text import Tokenizer, teacher_forcing_pair
-from multimodal_s2s.decode import decode_batch
-from multimodal_s2s.errors import InputError
+from multimodal_s2s.distributed import (
+    SINGLE_PROCESS,
+    Distributed,
+    init_distributed,
+    shutdown_distributed,
+)
+from multimodal_s2s.errors import InputError, TrainingError
+from multimodal_s2s.evaluate import evaluate_model
 from multimodal_s2s.loss import doubly_stochastic_penalty, token_loss
-from multimodal_s2s.model import Seq2Seq, build_model
+from multimodal_s2s.model import build_model
 from multimodal_s2s.sources import SOURCES
 
 
@@ -58,32 +93,55 @@ def build_source(config: Config) -> DataSource:
     return source_class(config.data)
 
 
-def train(config: Config, out_dir: Path, progress: bool = True) -> TrainResult:
-    """Train (or resume) the model ``config`` describes; returns the best checkpoint."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    run = _Run(config, out_dir, progress)
-    return run.fit()
+def train(
+    config: Config, out_dir: Path, progress: bool = True, resume: bool = False
+) -> TrainResult:
+    """Train the model ``config`` describes in ``out_dir``; returns the best checkpoint.
+
+    Args:
+        resume: continue the run in ``out_dir`` from its newest readable checkpoint. Without
+            it a folder that already holds a run is refused, so nothing is overwritten.
+    """
+    dist, device = init_distributed(resolve_device(config.train.device))
+    try:
+        return _Run(config, out_dir, progress, resume, dist, device).fit()
+    finally:
+        shutdown_distributed()
 
 
 class _Run:
-    def __init__(self, config: Config, out_dir: Path, progress: bool) -> None:
+    def __init__(
+        self,
+        config: Config,
+        out_dir: Path,
+        progress: bool,
+        resume: bool,
+        dist: Distributed = SINGLE_PROCESS,
+        device: torch.device | None = None,
+    ) -> None:
         self.config = config
         self.out_dir = out_dir
-        self.progress = progress
-        self.device = resolve_device(config.train.device)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.dist = dist
+        self.progress = progress and dist.is_main
+        self.device = device or resolve_device(config.train.device)
         self.data = build_source(config)
-        last = out_dir / "last.pt"
-        resume = load_checkpoint(last) if last.exists() else None
-        if resume is not None:
-            _check_same_config(resume["config"], config_to_dict(config), last)
-            self.model, self.tokenizer, _ = model_from_checkpoint(resume, last)
+        found = self._resume_point(resume)
+        tokenizer = Tokenizer.build(
+            self.data.texts("train"), config.tokenizer.kind, config.tokenizer.min_count
+        )
+        if found is not None:
+            payload, path = found
+            _check_same_config(payload["config"], config_to_dict(config), path)
+            self.model, self.tokenizer, _ = model_from_checkpoint(payload, path)
+            _check_same_vocabulary(self.tokenizer, tokenizer, path)
         else:
             _seed_everything(config.train.seed)
-            self.tokenizer = Tokenizer.build(
-                self.data.texts("train"), config.tokenizer.kind, config.tokenizer.min_count
-            )
-            self.model = build_model(config, len(self.tokenizer))
+            self.tokenizer = tokenizer
+            self.model = build_model(config, len(tokenizer))
             self.data.fit_frontend(self.model.frontend)
+            if dist.rank > 0:
+                torch.manual_seed(config.train.seed + dist.rank)
         self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
@@ -94,13 +152,52 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp)
         self.epoch, self.batch_index, self.step, self.kept = 0, 0, 0, []
-        if resume is not None:
-            self._restore(resume)
-        self.tensorboard = _tensorboard_writer(out_dir / "tensorboard")
+        self.bad_in_row = 0
+        if found is not None:
+            self._restore(found[0], found[1])
+        self.tensorboard = _tensorboard_writer(out_dir / "tensorboard") if dist.is_main else None
+        self._announce()
 
     @property
     def _amp(self) -> bool:
         return self.config.train.amp and self.device.type == "cuda"
+
+    def _resume_point(self, resume: bool) -> tuple[dict[str, Any], Path] | None:
+        if resume:
+            return load_newest_resume_point(self.out_dir)
+        existing = resume_points(self.out_dir)
+        if existing:
+            raise InputError(
+                f"{self.out_dir}: already holds a training run ({existing[0].name}); "
+                "pass --resume to continue it, or choose another output folder"
+            )
+        return None
+
+    def _announce(self) -> None:
+        """Print (rank 0) and log the batch and learning-rate rule, and dropped items."""
+        train, world = self.config.train, self.dist.world
+        backend = "nccl" if self.device.type == "cuda" else "gloo"
+        processes = f"{world} processes ({backend})" if world > 1 else "1 process"
+        record = {
+            "event": "start",
+            "device": str(self.device),
+            "processes": world,
+            "batch_size_per_process": train.batch_size,
+            "effective_batch_size": train.batch_size * world,
+            "batches_per_epoch": self.dist.gather(self.steps_per_epoch),
+            "learning_rate": train.learning_rate,
+            "step": self.step,
+        }
+        self._log(record)
+        for dropped in self.data.dropped:
+            self._log({"event": "dropped", "step": self.step, **dropped._asdict()})
+            self._print(f"dropped {dropped.count} {dropped.split} item(s): {dropped.reason}")
+        self._print(
+            f"training on {self.device}, {processes}: batch_size {train.batch_size} per process "
+            f"-> at most {train.batch_size * world} items per step; learning rate "
+            f"{train.learning_rate:g} as configured (not scaled with the number of processes: "
+            "the loss is averaged over the target tokens of the whole global batch)"
+        )
 
     def _lr_factor(self, step: int) -> float:
         """Linear warmup to 1, then cosine decay to ``final_lr_ratio`` at the last step."""
@@ -122,6 +219,7 @@ class _Run:
             epoch=epoch,
             seed=train.seed,
             start=start,
+            shard=Shard(self.dist.rank, self.dist.world),
         )
 
     def fit(self) -> TrainResult:
@@ -130,13 +228,27 @@ class _Run:
                 self._train_epoch()
                 self._end_epoch(self._evaluate("dev"))
         except KeyboardInterrupt:
-            self._save(self.out_dir / "last.pt")
-            print(f"interrupted: saved {self.out_dir / 'last.pt'}; run again to resume")
-            return TrainResult(self.out_dir / "last.pt", float("nan"), True)
-        if self.config.train.average_best and self.kept:
+            if self.dist.enabled:
+                self._print(
+                    "interrupted: run again with --resume to continue from the last checkpoint"
+                )
+                return TrainResult(self.out_dir, float("nan"), True)
+            path = self._save_resume_point()
+            self._print(f"interrupted: saved {path}; run again with --resume to continue")
+            return TrainResult(path, float("nan"), True)
+        if self.config.train.average_best and self.kept and self.dist.is_main:
             self._save_average()
+        self.dist.barrier()
         best_metric = min(self.kept)[0] if self.kept else float("nan")
         return TrainResult(self.out_dir / "best.pt", best_metric, False)
+
+    def _network(self) -> torch.nn.Module:
+        """What a training step runs: the model, or a DDP replica of it under ``torchrun``
+        (built per epoch, because freezing the encoder changes the trained parameters)."""
+        if not self.dist.enabled:
+            return self.model
+        device_ids = [self.device] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=device_ids)
 
     def _train_epoch(self) -> None:
         config = self.config.train
@@ -144,6 +256,7 @@ class _Run:
         if hasattr(encoder, "set_frozen") and config.freeze_encoder_epochs > 0:
             encoder.set_frozen(self.epoch < config.freeze_encoder_epochs)
         self.model.train()
+        network = self._network()
         batches = self._train_batches(self.epoch, start=self.batch_index)
         bar = tqdm(
             batches,
@@ -153,52 +266,89 @@ class _Run:
             disable=None if self.progress else True,
             dynamic_ncols=True,
         )
-        started, utterances = time.perf_counter(), 0
+        started, samples = time.perf_counter(), 0
         for batch in bar:
-            loss = self._train_step(batch)
+            loss, items = self._train_step(network, batch)
             self.batch_index += 1
             self.step += 1
-            utterances += len(batch.texts)
-            rate = utterances / max(1e-9, time.perf_counter() - started)
-            bar.set_postfix(loss=f"{loss:.3f}", utt_s=f"{rate:.1f}")
+            samples += items
+            rate = samples / max(1e-9, time.perf_counter() - started)
+            bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{rate:.1f}")
+            if config.save_every_steps and self.step % config.save_every_steps == 0:
+                self._save_resume_point()
             if self.step % config.log_every == 0:
-                self._log(
-                    {
-                        "step": self.step,
-                        "epoch": self.epoch,
-                        "loss": loss,
-                        "lr": self.scheduler.get_last_lr()[0],
-                        "utterances_per_s": rate,
-                    }
-                )
+                record = {
+                    "step": self.step,
+                    "epoch": self.epoch,
+                    "loss": loss,
+                    "samples_per_s": rate,
+                }
+                record["lr"] = self.scheduler.get_last_lr()[0]
+                if self.device.type == "cuda":
+                    record["peak_gpu_memory_mb"] = (
+                        torch.cuda.max_memory_allocated(self.device) / 2**20
+                    )
+                self._log(record)
         bar.close()
 
-    def _train_step(self, batch: SourceBatch) -> float:
-        """One optimiser step; returns the loss per target token."""
+    def _train_step(self, network: torch.nn.Module, batch: SourceBatch) -> tuple[float, int]:
+        """One optimiser step on this process's share of a global batch.
+
+        Returns the loss per target token of the global batch and its number of items. A
+        non-finite loss or gradient norm skips the update (see ``_skip``).
+        """
         inputs, targets = teacher_forcing_pair([self.tokenizer.encode(t) for t in batch.texts])
         inputs, targets = inputs.to(self.device), targets.to(self.device)
-        sources, lengths = _to_device(batch, self.device)
+        sources, lengths = batch.tensors_on(self.device)
         with torch.autocast(self.device.type, enabled=self._amp):
-            log_probs, weights, encoded = self.model(sources, lengths, inputs)
-            tokens = int((targets != 0).sum())
+            log_probs, weights, encoded = network(sources, lengths, inputs)
             loss = token_loss(log_probs.float(), targets, self.config.loss.label_smoothing)
             if self.config.loss.attention_penalty:
                 penalty = doubly_stochastic_penalty(weights.float(), targets, encoded.lengths)
                 loss = loss + self.config.loss.attention_penalty * penalty
-            loss = loss / tokens
+        items = torch.tensor(float(len(batch.texts)), device=self.device)
+        totals = torch.stack([loss.detach(), (targets != 0).sum().float(), items])
+        self.dist.all_sum(totals)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(loss * self.dist.world / totals[1]).backward()
         self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.grad_clip)
-        self.scaler.step(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.grad_clip)
+        loss_sum, tokens, items, norm = torch.cat([totals, norm.reshape(1)]).tolist()
+        if not math.isfinite(loss_sum) or not math.isfinite(norm):
+            self._skip("loss" if not math.isfinite(loss_sum) else "gradient")
+        else:
+            self.bad_in_row = 0
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+        return loss_sum / max(1.0, tokens), int(items)
+
+    def _skip(self, what: str) -> None:
+        """Drop the gradients of a non-finite batch; stop after too many in a row."""
+        self.optimizer.zero_grad(set_to_none=True)
         self.scaler.update()
-        self.scheduler.step()
-        return float(loss.detach())
+        self.bad_in_row += 1
+        limit = self.config.train.max_bad_batches
+        self._log({"step": self.step + 1, "epoch": self.epoch, "skipped": f"non-finite {what}"})
+        self._print(f"warning: step {self.step + 1}: non-finite {what}; batch skipped")
+        if self.bad_in_row >= limit:
+            raise TrainingError(
+                f"{limit} batches in a row had a non-finite loss or gradient (last at step "
+                f"{self.step + 1}); lower train.learning_rate or check the data, then resume "
+                "with --resume"
+            )
 
     def _evaluate(self, split: str) -> dict[str, float]:
         """Dev loss (per token, no smoothing) and greedy-decoding word error rate."""
         return evaluate_model(
-            self.model, self.tokenizer, self.data, split, self.config, self.device, beam=False
+            self.model,
+            self.tokenizer,
+            self.data,
+            split,
+            self.config,
+            self.device,
+            beam=False,
+            dist=self.dist,
         ).metrics
 
     def _end_epoch(self, metrics: dict[str, float]) -> None:
@@ -207,23 +357,24 @@ class _Run:
         self._log(
             {"epoch": self.epoch, "step": self.step, **{f"dev_{k}": v for k, v in metrics.items()}}
         )
-        if self.progress:
-            print(
-                f"epoch {self.epoch}: dev loss {metrics['loss']:.4f}  dev WER {metrics['wer']:.4f}"
-            )
+        self._print(
+            f"epoch {self.epoch}: dev loss {metrics['loss']:.4f}  dev WER {metrics['wer']:.4f}"
+        )
         path = self.out_dir / f"epoch-{self.epoch}.pt"
         self.kept.append((metrics["wer"], self.epoch))
         self.kept.sort()
         dropped = self.kept[self.config.train.keep_best :]
         self.kept = self.kept[: self.config.train.keep_best]
-        if (metrics["wer"], self.epoch) in self.kept:
-            self._save(path)
-        if self.kept[0][1] == self.epoch:
-            shutil.copyfile(path, self.out_dir / ".best.pt.tmp")
-            (self.out_dir / ".best.pt.tmp").replace(self.out_dir / "best.pt")
-        self._save(self.out_dir / "last.pt")
-        for _, epoch in dropped:
-            (self.out_dir / f"epoch-{epoch}.pt").unlink(missing_ok=True)
+        rng = self.dist.gather(_rng_state())
+        if self.dist.is_main:
+            if (metrics["wer"], self.epoch) in self.kept:
+                self._save(path, rng)
+            if self.kept[0][1] == self.epoch:
+                shutil.copyfile(path, self.out_dir / ".best.pt.tmp")
+                (self.out_dir / ".best.pt.tmp").replace(self.out_dir / "best.pt")
+            for _, epoch in dropped:
+                (self.out_dir / f"epoch-{epoch}.pt").unlink(missing_ok=True)
+        self._save_resume_point(rng)
 
     def _save_average(self) -> None:
         """``averaged.pt``: the element-wise mean of the kept epochs' weights."""
@@ -243,7 +394,17 @@ class _Run:
             "model": self.model.state_dict(),
         }
 
-    def _save(self, path: Path) -> None:
+    def _save_resume_point(self, rng: list[dict[str, Any]] | None = None) -> Path:
+        """Write ``checkpoint-<step>.pt`` (rank 0) and prune old ones; every rank must call
+        it at the same step, since every rank's random state is gathered into it."""
+        rng = rng if rng is not None else self.dist.gather(_rng_state())
+        path = resume_path(self.out_dir, self.step)
+        if self.dist.is_main:
+            self._save(path, rng)
+            prune_resume_points(self.out_dir, self.config.train.keep_last)
+        return path
+
+    def _save(self, path: Path, rng: list[dict[str, Any]]) -> None:
         save_checkpoint(
             {
                 **self._payload(),
@@ -252,106 +413,116 @@ class _Run:
                 "scaler": self.scaler.state_dict(),
                 "position": {"epoch": self.epoch, "batch": self.batch_index, "step": self.step},
                 "kept": self.kept,
-                "rng": _rng_state(),
+                "processes": self.dist.world,
+                "rng": rng,
             },
             path,
         )
 
-    def _restore(self, payload: dict[str, Any]) -> None:
+    def _restore(self, payload: dict[str, Any], path: Path) -> None:
+        position = payload["position"]
+        if position["batch"] > 0 and payload["processes"] != self.dist.world:
+            raise InputError(
+                f"{path}: saved mid-epoch by {payload['processes']} process(es), resumed with "
+                f"{self.dist.world}; resume with the same number of processes"
+            )
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.scaler.load_state_dict(payload["scaler"])
-        position = payload["position"]
         self.epoch, self.batch_index, self.step = (
             position["epoch"],
             position["batch"],
             position["step"],
         )
         self.kept = [tuple(k) for k in payload["kept"]]
-        _set_rng_state(payload["rng"])
+        if len(payload["rng"]) == self.dist.world:
+            _set_rng_state(payload["rng"][self.dist.rank])
+        else:
+            _seed_everything(self.config.train.seed + self.step + self.dist.rank)
+        self._print(f"resumed from {path} (epoch {self.epoch + 1}, step {self.step})")
+
+    def _print(self, message: str) -> None:
+        if self.progress:
+            print(message, file=sys.stderr if message.startswith("warning") else sys.stdout)
 
     def _log(self, record: dict[str, Any]) -> None:
-        """Append to ``metrics.jsonl``, and to TensorBoard when it is installed."""
+        """Append to ``metrics.jsonl`` (rank 0), and to TensorBoard when it is installed."""
+        if not self.dist.is_main:
+            return
         with open(self.out_dir / "metrics.jsonl", "a") as log:
             log.write(json.dumps(record) + "\n")
         if self.tensorboard is not None:
             for key, value in record.items():
-                if key not in ("step", "epoch"):
+                if key not in ("step", "epoch") and isinstance(value, (int, float)):
                     self.tensorboard.add_scalar(key, value, record["step"])
             self.tensorboard.flush()
 
 
-class Evaluation(NamedTuple):
-    """Corpus metrics of one split and one record per item (key, ref, hyp, score, ...)."""
-
-    metrics: dict[str, float]
-    records: list[dict[str, Any]]
-
-
-@torch.no_grad()
-def evaluate_model(
-    model: Seq2Seq,
-    tokenizer: Tokenizer,
-    data: DataSource,
-    split: str,
-    config: Config,
-    device: torch.device,
-    beam: bool = True,
-) -> Evaluation:
-    """Decode one split and score it.
-
-    Metrics: ``loss`` per token (teacher forcing, no smoothing), ``decode_seconds`` (time in
-    search, including encoding), ``items``, and the data source's ``score`` (``wer`` first).
-    """
-    was_training = model.training
-    model.eval()
-    total_loss, total_tokens, decode_seconds, records = 0.0, 0, 0.0, []
-    for batch in data.batches(split, train=False, batch_size=config.train.batch_size):
-        sources, lengths = _to_device(batch, device)
-        inputs, targets = teacher_forcing_pair([tokenizer.encode(t) for t in batch.texts])
-        log_probs, _, _ = model(sources, lengths, inputs.to(device))
-        total_loss += float(token_loss(log_probs, targets.to(device)))
-        total_tokens += int((targets != 0).sum())
-        started = time.perf_counter()
-        decoded = decode_batch(model, tokenizer, sources, lengths, config.search, beam=beam)
-        decode_seconds += time.perf_counter() - started
-        records += [
-            {"key": key, "ref": ref, "hyp": d.text, "score": d.score}
-            for key, ref, d in zip(batch.keys, batch.texts, decoded)
-        ]
-    model.train(was_training)
-    refs, hyps = [r["ref"] for r in records], [r["hyp"] for r in records]
-    metrics = {
-        **data.score(refs, hyps),
-        "loss": total_loss / max(1, total_tokens),
-        "decode_seconds": decode_seconds,
-        "items": len(records),
-    }
-    return Evaluation(metrics, data.details(records))
-
-
-def _to_device(batch: SourceBatch, device: torch.device):
-    lengths = batch.lengths.to(device) if batch.lengths is not None else None
-    return batch.sources.to(device), lengths
+# Keys a resumed run may change: they do not change what is computed (``train.epochs``
+# stretches the learning-rate schedule).
+RESUMABLE_CHANGES = (
+    "train.epochs",
+    "train.device",
+    "train.log_every",
+    "train.save_every_steps",
+    "train.keep_last",
+    "train.max_bad_batches",
+    "train.num_workers",
+    "data.num_workers",
+)
 
 
 def _check_same_config(saved: dict, current: dict, path: Path) -> None:
-    """Refuse to resume a run whose config differs (other than a longer ``train.epochs``)."""
-    saved = {**saved, "train": {**saved["train"], "epochs": current["train"]["epochs"]}}
-    if saved != current:
-        key = _first_difference(saved, current)
+    """Refuse to resume a run whose config differs, naming the first differing key and both
+    values (keys in ``RESUMABLE_CHANGES`` may differ)."""
+    differences = [
+        (key, old, new)
+        for key, old, new in _differences(saved, current)
+        if key not in RESUMABLE_CHANGES
+    ]
+    if differences:
+        key, old, new = differences[0]
         raise InputError(
-            f"{path}: this run was started with a different config ({key}); "
-            "use another output folder or the same config"
+            f"{path}: the run was started with a different config: {key} is {old!r} in the "
+            f"checkpoint and {new!r} now; use the same config or another output folder"
         )
 
 
-def _first_difference(saved: Any, current: Any, prefix: str = "") -> str:
+def _differences(saved: Any, current: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted key, saved value, current value)`` for every leaf that differs."""
     if isinstance(saved, dict) and isinstance(current, dict):
-        for key in sorted(set(saved) | set(current)):
-            if saved.get(key) != current.get(key):
-                return _first_difference(saved.get(key), current.get(key), f"{prefix}{key}.")
-    return prefix.rstrip(".")
+        return [
+            difference
+            for key in sorted(set(saved) | set(current))
+            for difference in _differences(saved.get(key), current.get(key), f"{prefix}{key}.")
+        ]
+    return [] if saved == current else [(prefix.rstrip("."), saved, current)]
+
+
+def _check_same_vocabulary(saved: Tokenizer, current: Tokenizer, path: Path) -> None:
+    """Refuse to resume when the training text now yields another vocabulary, naming it."""
+    if saved.state_dict() == current.state_dict():
+        return
+    if saved.kind != current.kind:
+        detail = f"{saved.kind} tokens in the checkpoint, {current.kind} tokens now"
+    else:
+        new = [t for t in current.tokens if t not in set(saved.tokens)]
+        gone = [t for t in saved.tokens if t not in set(current.tokens)]
+        parts = [
+            f"{label}: {_listing(tokens)}"
+            for label, tokens in (("new in the data", new), ("missing from the data", gone))
+            if tokens
+        ]
+        detail = ", ".join(parts) or "same tokens in another order"
+    raise InputError(
+        f"{path}: the training data's vocabulary differs from the checkpoint's ({detail}); "
+        "resume with the data the run started with"
+    )
+
+
+def _listing(tokens: list[str], shown: int = 5) -> str:
+    more = " ..." if len(tokens) > shown else ""
+    return " ".join(repr(token) for token in tokens[:shown]) + more
 
 
 def _tensorboard_writer(folder: Path):

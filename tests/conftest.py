@@ -29,6 +29,37 @@ SOURCE_SHAPES = {
         "data.name=toy_images",
     ],
 }
+# Tiny toy training tasks (overrides on the default config) that train in seconds.
+SEQUENCES = [
+    "data.name=toy_sequences",
+    "data.feature_dim=8",
+    "encoder.name=pblstm",
+    "encoder.input_dim=8",
+    "encoder.hidden_dim=32",
+    "encoder.num_layers=1",
+    "search.max_length_ratio=4.0",
+]
+IMAGES = [
+    "data.name=toy_images",
+    "data.image_size=16",
+    "encoder.name=cnn",
+    "encoder.channels=[16, 32]",
+    "tokenizer.kind=word",
+    "decoder.attention={name: additive, gate: true}",
+    "loss.attention_penalty=0.1",
+]
+SMALL = [
+    "decoder.hidden_dim=64",
+    "decoder.embedding_dim=32",
+    "decoder.dropout=0.0",
+    "train.batch_size=8",
+    "train.warmup_steps=5",
+    "train.learning_rate=0.01",
+    "loss.label_smoothing=0.0",
+    "train.keep_best=1",
+    "search.beam_size=1",
+]
+
 DECODER = ["decoder.hidden_dim=16", "decoder.embedding_dim=8", "decoder.dropout=0.0"]
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from multimodal_s2s.data.batching import BucketBatchSampler
+from multimodal_s2s.data.batching import BucketBatchSampler, Shard, shard_batches
 from multimodal_s2s.errors import InputError
 
 
@@ -126,3 +126,25 @@ def test_works_with_a_multi_worker_dataloader():
         _LengthDataset(lengths), batch_sampler=sampler, num_workers=2, collate_fn=_collate
     )
     assert list(loader) == list(sampler)
+
+
+def test_training_shards_split_every_global_batch_into_disjoint_equal_counts():
+    lengths = _lengths(203)
+    sampler = BucketBatchSampler(lengths, 6000 * 3, max_batch_size=8 * 3, seed=1)
+    global_batches = list(sampler)
+    shards = [shard_batches(global_batches, Shard(rank, 3), True, lengths) for rank in range(3)]
+    kept = [batch for batch in global_batches if len(batch) >= 3]
+    assert [len(shard) for shard in shards] == [len(kept)] * 3
+    for step, batch in enumerate(kept):
+        parts = [shard[step] for shard in shards]
+        assert sorted(i for part in parts for i in part) == sorted(batch)
+        assert max(len(part) for part in parts) - min(len(part) for part in parts) <= 1
+        assert max(_padded_size(part, lengths) for part in parts) <= 6000 + max(lengths)
+
+
+def test_a_global_batch_smaller_than_the_world_is_dropped_in_training_only():
+    batches = [[0, 1, 2, 3], [4]]
+    assert shard_batches(batches, Shard(1, 2), True) == [[1, 3]]
+    assert shard_batches(batches, Shard(1, 2), False) == [[4]]
+    assert shard_batches(batches, Shard(0, 2), False) == [[0, 1, 2, 3]]
+    assert shard_batches(batches, Shard(0, 1), True) == batches

@@ -7,6 +7,8 @@ import torch
 from PIL import Image
 
 from multimodal_s2s.config import load_config
+from multimodal_s2s.data.base import Dropped
+from multimodal_s2s.data.batching import Shard
 from multimodal_s2s.data.images import ImageData, ImageDataConfig, normalise_caption
 from multimodal_s2s.data.text import Tokenizer, teacher_forcing_pair
 from multimodal_s2s.errors import InputError
@@ -274,3 +276,30 @@ def test_details_mark_each_item():
     assert [d["hyp"] for d in detailed] == SCENE_HYPS
     plain = ImageData(ImageDataConfig()).details(records[:1])
     assert plain == [{**records[0], "exact_match": True}]
+
+
+def test_two_ranks_get_disjoint_halves_of_each_global_batch(data):
+    shards = [
+        keys_of(data.batches("train", train=True, batch_size=2, seed=3, shard=Shard(r, 2)))
+        for r in (0, 1)
+    ]
+    single = keys_of(data.batches("train", train=True, batch_size=4, seed=3))
+    whole = [keys for keys in single if len(keys) >= 2]
+    assert len(shards[0]) == len(shards[1]) == len(whole) == 3
+    for first, second, keys in zip(*shards, whole, strict=True):
+        assert sorted(first + second) == sorted(keys) and not set(first) & set(second)
+
+
+def test_training_images_over_max_pixels_are_dropped_and_counted(tmp_path):
+    records = write_images(tmp_path, 6)
+    big = Image.new("RGB", (40, 30), (255, 255, 255))
+    big.save(tmp_path / "big.png")
+    records += [
+        {"image": "big.png", "caption": "a big picture"},
+        {"image": "000.png", "caption": "a declared big one", "width": 100, "height": 100},
+    ]
+    manifest = write_manifest(tmp_path / "train.jsonl", records)
+    config = ImageDataConfig(train=manifest, dev=manifest, max_pixels=24 * 24, num_workers=0)
+    data = ImageData(config)
+    assert len(data.texts("train")) == 6 and len(data.texts("dev")) == 8
+    assert data.dropped == [Dropped("train", 2, "more than data.max_pixels=576 pixels")]

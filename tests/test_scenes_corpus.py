@@ -327,11 +327,13 @@ def test_manifest_lines_follow_the_layout(corpus: dict) -> None:
     assert [len(rows[s]) for s in ("train", "dev", "test")] == [24, 4, 4]
     for split, split_rows in rows.items():
         for index, row in enumerate(split_rows):
-            assert set(row) == {"image", "caption", "objects", "relation", "background", "id"}
+            assert set(row) == {
+                *("image", "caption", "width", "height", "objects", "relation", "background", "id")
+            }
             assert row["id"] == f"{split}-{index:06d}"
             assert Path(row["image"]).is_absolute()
             with Image.open(row["image"]) as image:
-                assert image.size == (32, 32)
+                assert image.size == (row["width"], row["height"]) == (32, 32)
             assert parse_caption(row["caption"]) == ParsedCaption(row["objects"], row["relation"])
 
 

@@ -8,6 +8,8 @@ import torch
 from multimodal_s2s.config import ConfigError, config_from_dict
 from multimodal_s2s.data import speech
 from multimodal_s2s.data.audio import load_audio
+from multimodal_s2s.data.base import Dropped
+from multimodal_s2s.data.batching import Shard
 from multimodal_s2s.data.features import FeatureConfig, FeaturePipeline, LogMelFrontend
 from multimodal_s2s.data.speech import SpeechData, SpeechDataConfig
 from multimodal_s2s.errors import InputError
@@ -145,12 +147,12 @@ def test_fit_frontend_sets_mean_and_std_of_training_features(tmp_path):
     )
 
 
-def test_long_training_utterances_are_skipped_with_a_warning(tmp_path):
+def test_long_training_utterances_are_dropped_and_counted(tmp_path):
     manifest = _write_corpus(tmp_path)
     data = _data(manifest, max_duration=0.5)
-    with pytest.warns(UserWarning, match="skipping 5 training utterance"):
-        texts = data.texts("train")
+    texts = data.texts("train")
     assert texts == [f"word {i}" for i, s in enumerate(DURATIONS) if s <= 0.5]
+    assert data.dropped == [Dropped("train", 5, "longer than data.max_duration=0.5 s")]
     assert len(data.texts("dev")) == len(DURATIONS)
 
 
@@ -249,3 +251,22 @@ def test_sorted_epochs_go_shortest_first_then_shuffle(tmp_path):
     assert first == sorted(first)
     later = [longest_per_batch(epoch) for epoch in (1, 2, 3)]
     assert any(order != sorted(order) for order in later)
+
+
+def test_two_ranks_split_each_global_training_batch_and_share_out_eval_batches(tmp_path):
+    manifest = _write_corpus(tmp_path, DURATIONS * 3)
+    data = _data(manifest, max_frames=200)
+    shards = [
+        [batch.keys for batch in data.batches("train", train=True, batch_size=2, shard=shard)]
+        for shard in (Shard(0, 2), Shard(1, 2))
+    ]
+    single = _data(manifest, max_frames=400).batches("train", train=True, batch_size=4)
+    global_batches = [batch.keys for batch in single if len(batch.keys) >= 2]
+    assert len(shards[0]) == len(shards[1]) == len(global_batches) > 0
+    for first, second, whole in zip(*shards, global_batches, strict=True):
+        assert not set(first) & set(second)
+        assert sorted(first + second) == sorted(whole)
+    dealt = [data.batches("dev", train=False, batch_size=2, shard=Shard(r, 2)) for r in (0, 1)]
+    assert sorted(k for batches in dealt for b in batches for k in b.keys) == sorted(
+        k for b in data.batches("dev", train=False, batch_size=2) for k in b.keys
+    )

@@ -1,43 +1,16 @@
 import pytest
 import torch
+from conftest import IMAGES, SEQUENCES, SMALL
 
-from multimodal_s2s.checkpoint import load_checkpoint, load_model, save_checkpoint
+from multimodal_s2s.checkpoint import load_checkpoint, load_model, resume_points, save_checkpoint
 from multimodal_s2s.cli import main
 from multimodal_s2s.config import load_config
 from multimodal_s2s.data.text import EOS_ID, PAD_ID
+from multimodal_s2s.data.toy import ToySequences
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.evaluate import evaluate_model
 from multimodal_s2s.loss import doubly_stochastic_penalty, token_loss
-from multimodal_s2s.train import _Run, build_source, evaluate_model, train
-
-SEQUENCES = [
-    "data.name=toy_sequences",
-    "data.feature_dim=8",
-    "encoder.name=pblstm",
-    "encoder.input_dim=8",
-    "encoder.hidden_dim=32",
-    "encoder.num_layers=1",
-    "search.max_length_ratio=4.0",
-]
-IMAGES = [
-    "data.name=toy_images",
-    "data.image_size=16",
-    "encoder.name=cnn",
-    "encoder.channels=[16, 32]",
-    "tokenizer.kind=word",
-    "decoder.attention={name: additive, gate: true}",
-    "loss.attention_penalty=0.1",
-]
-SMALL = [
-    "decoder.hidden_dim=64",
-    "decoder.embedding_dim=32",
-    "decoder.dropout=0.0",
-    "train.batch_size=8",
-    "train.warmup_steps=5",
-    "train.learning_rate=0.01",
-    "loss.label_smoothing=0.0",
-    "train.keep_best=1",
-    "search.beam_size=1",
-]
+from multimodal_s2s.train import _Run, build_source, train
 
 
 @pytest.mark.parametrize(("task", "epochs"), [(SEQUENCES, 120), (IMAGES, 60)])
@@ -45,7 +18,7 @@ def test_tiny_model_overfits_eight_pairs(tmp_path, task, epochs):
     overrides = task + SMALL + ["data.num_train=8", "data.num_dev=2", f"train.epochs={epochs}"]
     config = load_config(None, overrides)
     result = train(config, tmp_path, progress=False)
-    model, tokenizer, saved = load_model(tmp_path / "last.pt")
+    model, tokenizer, saved = load_model(resume_points(tmp_path)[0])
     scores = evaluate_model(model, tokenizer, build_source(saved), "train", saved, "cpu")
     assert scores.metrics["wer"] == 0.0 and scores.metrics["items"] == 8
     assert all(r["ref"] == r["hyp"] for r in scores.records)
@@ -66,20 +39,20 @@ def test_resume_gives_the_same_next_step_loss(tmp_path):
     )
     config = load_config(None, overrides)
 
-    def run_in(folder, stop_after):
-        run = _Run(config, folder, progress=False)
+    def run_in(folder, stop_after, resume=False):
+        run = _Run(config, folder, progress=False, resume=resume)
         batches = run._train_batches(run.epoch, start=run.batch_index)
         losses = []
         for batch in list(batches)[:stop_after]:
-            losses.append(run._train_step(batch))
+            losses.append(run._train_step(run.model, batch)[0])
             run.batch_index += 1
             run.step += 1
         return run, losses
 
     straight, losses = run_in(tmp_path / "a", 3)
     interrupted, _ = run_in(tmp_path / "b", 2)
-    interrupted._save(tmp_path / "b" / "last.pt")
-    resumed, resumed_losses = run_in(tmp_path / "b", 1)
+    interrupted._save_resume_point()
+    resumed, resumed_losses = run_in(tmp_path / "b", 1, resume=True)
     assert resumed.batch_index == 3 and resumed.step == 3
     assert resumed_losses[0] == pytest.approx(losses[2], abs=1e-6)
 
@@ -101,12 +74,13 @@ def test_training_writes_checkpoints_that_rebuild_the_model(tmp_path):
     assert names == [
         "averaged.pt",
         "best.pt",
+        "checkpoint-2.pt",
+        "checkpoint-4.pt",
         "epoch-1.pt",
         "epoch-2.pt",
-        "last.pt",
         "metrics.jsonl",
     ]
-    payload = load_checkpoint(tmp_path / "last.pt")
+    payload = load_checkpoint(tmp_path / "checkpoint-4.pt")
     assert payload["position"] == {"epoch": 2, "batch": 0, "step": 4}
     model, tokenizer, config = load_model(tmp_path / "best.pt")
     assert (
@@ -119,12 +93,27 @@ def test_training_writes_checkpoints_that_rebuild_the_model(tmp_path):
     torch.testing.assert_close(averaged[key], (epochs[0][key] + epochs[1][key]) / 2)
 
 
-def test_resuming_with_another_config_is_refused(tmp_path):
+def test_resuming_with_another_config_or_vocabulary_is_refused(tmp_path, monkeypatch):
     overrides = SEQUENCES + SMALL + ["data.num_train=8", "data.num_dev=2", "train.epochs=1"]
     train(load_config(None, overrides), tmp_path, progress=False)
     changed = load_config(None, overrides + ["decoder.hidden_dim=32"])
-    with pytest.raises(InputError, match="decoder.hidden_dim"):
-        train(changed, tmp_path, progress=False)
+    with pytest.raises(InputError, match="decoder.hidden_dim is 64 in the checkpoint and 32 now"):
+        train(changed, tmp_path, progress=False, resume=True)
+    longer = load_config(None, overrides + ["train.epochs=2", "train.log_every=5"])
+    assert not train(longer, tmp_path, progress=False, resume=True).interrupted
+    original_texts = ToySequences.texts
+    monkeypatch.setattr(
+        ToySequences, "texts", lambda self, split: original_texts(self, split) + ["q"]
+    )
+    with pytest.raises(InputError, match="vocabulary differs .*new in the data: 'q'"):
+        train(longer, tmp_path, progress=False, resume=True)
+
+
+def test_a_folder_holding_a_run_needs_resume(tmp_path):
+    overrides = SEQUENCES + SMALL + ["data.num_train=8", "data.num_dev=2", "train.epochs=1"]
+    train(load_config(None, overrides), tmp_path, progress=False)
+    with pytest.raises(InputError, match="already holds a training run .*pass --resume"):
+        train(load_config(None, overrides), tmp_path, progress=False)
 
 
 def test_bad_checkpoints_are_named(tmp_path):
@@ -132,7 +121,7 @@ def test_bad_checkpoints_are_named(tmp_path):
         load_model(tmp_path / "nope.pt")
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"garbage")
-    with pytest.raises(InputError, match="corrupt.pt: not a readable checkpoint"):
+    with pytest.raises(InputError, match="corrupt.pt: truncated or not a checkpoint"):
         load_model(corrupt)
     overrides = SEQUENCES + SMALL + ["data.num_train=8", "data.num_dev=2", "train.epochs=1"]
     train(load_config(None, overrides), tmp_path / "run", progress=False)
@@ -187,20 +176,25 @@ def test_ctrl_c_saves_the_position_and_a_rerun_resumes(tmp_path, monkeypatch):
     original = _Run._train_step
     calls = []
 
-    def interrupt_third_step(self, batch):
+    def interrupt_third_step(self, network, batch):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return original(self, batch)
+        return original(self, network, batch)
 
     monkeypatch.setattr(_Run, "_train_step", interrupt_third_step)
     result = train(config, tmp_path, progress=False)
-    assert result.interrupted
-    assert load_checkpoint(tmp_path / "last.pt")["position"] == {"epoch": 0, "batch": 2, "step": 2}
+    assert result.interrupted and result.best_checkpoint == tmp_path / "checkpoint-2.pt"
+    assert load_checkpoint(result.best_checkpoint)["position"] == {
+        "epoch": 0,
+        "batch": 2,
+        "step": 2,
+    }
     monkeypatch.setattr(_Run, "_train_step", original)
-    resumed = train(config, tmp_path, progress=False)
+    resumed = train(config, tmp_path, progress=False, resume=True)
     assert not resumed.interrupted
-    assert load_checkpoint(tmp_path / "last.pt")["position"] == {"epoch": 1, "batch": 0, "step": 4}
+    final = load_checkpoint(tmp_path / "checkpoint-4.pt")
+    assert final["position"] == {"epoch": 1, "batch": 0, "step": 4}
 
 
 def test_bad_device_names_are_one_line_errors():

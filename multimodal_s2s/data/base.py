@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from multimodal_s2s.data.batching import WHOLE, Shard
 from multimodal_s2s.metrics import word_error_rate
 
 
@@ -23,15 +24,30 @@ class SourceBatch(NamedTuple):
     texts: list[str]
     keys: list[str]
 
+    def tensors_on(self, device: torch.device | str) -> tuple[Tensor, Tensor | None]:
+        """``(sources, lengths)`` moved to ``device``."""
+        lengths = self.lengths.to(device) if self.lengths is not None else None
+        return self.sources.to(device), lengths
+
+
+class Dropped(NamedTuple):
+    """``count`` items of ``split`` left out because of ``reason`` (e.g. a size limit)."""
+
+    split: str
+    count: int
+    reason: str
+
 
 class DataSource(ABC):
     """A modality's data: splits of (source, text) pairs, batching, and file reading.
 
     Splits are named: ``train``, ``dev`` and any evaluation splits in ``eval_splits``.
+    Items a split leaves out when it is read (over a size limit) are listed in ``dropped``.
     """
 
     def __init__(self, config: Any) -> None:
         self.config = config
+        self.dropped: list[Dropped] = []
 
     @property
     def eval_splits(self) -> list[str]:
@@ -51,10 +67,14 @@ class DataSource(ABC):
         epoch: int = 0,
         seed: int = 0,
         start: int = 0,
+        shard: Shard = WHOLE,
     ) -> Sequence[SourceBatch] | Iterable[SourceBatch]:
         """Batches of a split, from batch number ``start`` on; ``train`` turns on shuffling
         and augmentation. The order depends only on ``(seed, epoch)``, so a resumed epoch
         replays it exactly; ``len()`` of the result is the number of batches returned.
+        ``batch_size`` (and any size cap) is per process: with ``shard`` of ``world``
+        processes, training batches are cut for all of them together and split by
+        ``shard_batches``, evaluation batches are dealt out whole.
         """
 
     def score(self, refs: list[str], hyps: list[str]) -> dict[str, float]:

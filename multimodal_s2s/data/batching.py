@@ -4,10 +4,48 @@ import bisect
 import random
 import warnings
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from torch.utils.data import Sampler
 
 from multimodal_s2s.errors import InputError
+
+
+class Shard(NamedTuple):
+    """This process's share of the data: ``rank`` of ``world`` data-parallel processes."""
+
+    rank: int = 0
+    world: int = 1
+
+
+WHOLE = Shard()  # one process sees all the data
+
+
+def shard_batches(
+    batches: list[list[int]], shard: Shard, train: bool, lengths: list[int] | None = None
+) -> list[list[int]]:
+    """This rank's part of an epoch's batches of item indices.
+
+    In training each batch is a *global* batch (sized for all ranks together): rank ``r``
+    gets items ``r, r + world, ...`` of it, longest first when ``lengths`` are given so
+    that every rank pads about as much. A global batch with fewer items than ranks is
+    dropped, so every rank gets the same number of batches and no rank waits at the end of
+    an epoch. In evaluation whole batches are dealt round robin (rank ``r`` gets batches
+    ``r, r + world, ...``), so every item is decoded exactly once.
+    """
+    rank, world = shard
+    if world == 1:
+        return batches
+    if not train:
+        return batches[rank::world]
+    shards = []
+    for batch in batches:
+        if len(batch) < world:
+            continue
+        if lengths is not None:
+            batch = sorted(batch, key=lambda index: -lengths[index])
+        shards.append(batch[rank::world])
+    return shards
 
 
 class BucketBatchSampler(Sampler[list[int]]):

@@ -71,8 +71,34 @@ def load_image(path: str | Path, background: tuple[int, int, int] = WHITE) -> Im
             upright = ImageOps.exif_transpose(image)
             return _to_rgb(upright, background)
     except _DECODE_ERRORS as error:
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise InputError(f"cannot read image {path}: {reason}") from error
+        raise _unreadable(path, error) from error
+
+
+def image_pixels(path: str | Path) -> int:
+    """Width times height of an image file, read from its header without decoding it.
+
+    A file too large for Pillow to open at all (its decompression-bomb guard, over
+    ``2 * Image.MAX_IMAGE_PIXELS``) counts as one pixel more than that guard.
+
+    Raises:
+        InputError: the file is missing, has an unsupported extension, or is not an image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image file not found: {path}")
+    _check_extension(path)
+    try:
+        with Image.open(path, formats=_PILLOW_FORMATS) as image:
+            return image.width * image.height
+    except Image.DecompressionBombError:
+        return 2 * Image.MAX_IMAGE_PIXELS + 1
+    except _DECODE_ERRORS as error:
+        raise _unreadable(path, error) from error
+
+
+def _unreadable(path: Path, error: BaseException) -> InputError:
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return InputError(f"cannot read image {path}: {reason}")
 
 
 def _check_extension(path: Path) -> None:

@@ -17,8 +17,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from multimodal_s2s.corpora.scenes import scoring
-from multimodal_s2s.data.base import DataSource, SourceBatch
-from multimodal_s2s.data.image import build_image_transform, load_image
+from multimodal_s2s.data.base import DataSource, Dropped, SourceBatch
+from multimodal_s2s.data.batching import WHOLE, Shard, shard_batches
+from multimodal_s2s.data.image import build_image_transform, image_pixels, load_image
 from multimodal_s2s.data.manifest import read_manifest
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.metrics import bleu4, cider_d, word_error_rate
@@ -32,7 +33,9 @@ class ImageDataConfig:
     ``image_size`` is the side of the square the images are resized to;
     ``augment`` turns on train-time augmentation; ``num_workers`` loads images in parallel;
     ``grammar`` "scenes" says captions follow the built-in scene corpus grammar
-    (``corpora/scenes/caption.py``), which adds object and relation accuracy to the scores.
+    (``corpora/scenes/caption.py``), which adds object and relation accuracy to the scores;
+    training images of more than ``max_pixels`` pixels (``width`` x ``height`` from the
+    manifest line, else from the file header) are left out and counted in ``dropped``.
     """
 
     name: str = "images"
@@ -43,6 +46,11 @@ class ImageDataConfig:
     augment: bool = True
     num_workers: int = 2
     grammar: Literal["scenes", "none"] = "none"
+    max_pixels: int = 40_000_000
+
+    def __post_init__(self) -> None:
+        if self.max_pixels < 1:
+            raise InputError(f"data.max_pixels must be >= 1, got {self.max_pixels}")
 
 
 class ImageData(DataSource):
@@ -68,14 +76,18 @@ class ImageData(DataSource):
         epoch: int = 0,
         seed: int = 0,
         start: int = 0,
+        shard: Shard = WHOLE,
     ) -> DataLoader:
         """A ``DataLoader`` of ``SourceBatch(sources=(B, 3, S, S), lengths=None, ...)``, keys
-        being image paths, ``S = image_size``. Batches before ``start`` are never loaded."""
+        being image paths, ``S = image_size``. Batches before ``start`` (of this ``shard``'s
+        batches) are never loaded."""
         records = self._split(split)
         order = list(range(len(records)))
         if train:
             random.Random(f"images:{seed}:{epoch}").shuffle(order)
-        chunks = [order[first : first + batch_size] for first in range(0, len(order), batch_size)]
+        size = batch_size * shard.world if train else batch_size
+        chunks = [order[first : first + size] for first in range(0, len(order), size)]
+        chunks = shard_batches(chunks, shard, train)
         augment = train and self.config.augment
         dataset = _ImageDataset(records, build_image_transform(self.config.image_size, augment))
         return DataLoader(
@@ -131,8 +143,22 @@ class ImageData(DataSource):
     def _split(self, split: str) -> list[tuple[str, str]]:
         """``(image path, normalised caption)`` pairs of a split, read once."""
         if split not in self._records:
-            self._records[split] = _read_captions(self._manifest(split))
+            self._records[split] = self._read_split(split)
         return self._records[split]
+
+    def _read_split(self, split: str) -> list[tuple[str, str]]:
+        path = self._manifest(split)
+        records = read_manifest(path, source_key="image", text_key="caption")
+        if not records:
+            raise InputError(f"{path}: manifest has no entries")
+        if split == "train":
+            limit = self.config.max_pixels
+            kept = [r for r in records if _pixels(r) <= limit]
+            if len(kept) < len(records):
+                reason = f"more than data.max_pixels={limit} pixels"
+                self.dropped.append(Dropped("train", len(records) - len(kept), reason))
+            records = kept
+        return [(r["image"], normalise_caption(r["caption"])) for r in records]
 
     def _manifest(self, split: str) -> Path:
         if split in ("train", "dev"):
@@ -153,12 +179,12 @@ def normalise_caption(caption: str) -> str:
     return " ".join(caption.lower().split())
 
 
-def _read_captions(path: Path) -> list[tuple[str, str]]:
-    """``(image path, normalised caption)`` per manifest line (``"image"``, ``"caption"``)."""
-    records = read_manifest(path, source_key="image", text_key="caption")
-    if not records:
-        raise InputError(f"{path}: manifest has no entries")
-    return [(r["image"], normalise_caption(r["caption"])) for r in records]
+def _pixels(record: dict) -> int:
+    """Width times height of a manifest line's image: its ``width``/``height``, else the
+    file header."""
+    if isinstance(record.get("width"), int) and isinstance(record.get("height"), int):
+        return record["width"] * record["height"]
+    return image_pixels(record["image"])
 
 
 class _ImageDataset(Dataset):

@@ -6,7 +6,6 @@ Dimension letters: ``B`` batch, ``N`` samples.
 
 import math
 import random
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from multimodal_s2s.data.audio import audio_duration, load_audio
-from multimodal_s2s.data.base import DataSource, SourceBatch, pad_sequences
-from multimodal_s2s.data.batching import BucketBatchSampler
+from multimodal_s2s.data.base import DataSource, Dropped, SourceBatch, pad_sequences
+from multimodal_s2s.data.batching import WHOLE, BucketBatchSampler, Shard, shard_batches
 from multimodal_s2s.data.features import FeatureConfig, FeaturePipeline, augment_waveform
 from multimodal_s2s.data.manifest import read_manifest
 from multimodal_s2s.errors import InputError
@@ -120,9 +119,11 @@ class SpeechData(DataSource):
         epoch: int = 0,
         seed: int = 0,
         start: int = 0,
+        shard: Shard = WHOLE,
     ) -> DataLoader:
         """A ``DataLoader`` of ``SourceBatch(sources (B, N), lengths (B,) samples, texts,
-        keys = audio paths)``, from batch ``start`` of the epoch's order on."""
+        keys = audio paths)``, from batch ``start`` of the epoch's order on (of this
+        ``shard``'s batches; in training the frame and size caps apply per process)."""
         utterances = self._utterances(split)
         features = self.config.features
         factors = features.speed_factors if train else [1.0]
@@ -131,8 +132,13 @@ class SpeechData(DataSource):
             for u in utterances
         ]
         shuffle = train and epoch >= self.config.sorted_epochs
+        processes = shard.world if train else 1
         sampler = BucketBatchSampler(
-            frames, self.config.max_frames, max_batch_size=batch_size, shuffle=shuffle, seed=seed
+            frames,
+            self.config.max_frames * processes,
+            max_batch_size=batch_size * processes,
+            shuffle=shuffle,
+            seed=seed,
         )
         sampler.set_epoch(epoch)
         dataset = _SpeechDataset(
@@ -143,7 +149,7 @@ class SpeechData(DataSource):
         )
         return DataLoader(
             dataset,
-            batch_sampler=list(sampler)[start:],
+            batch_sampler=shard_batches(list(sampler), shard, train, frames)[start:],
             collate_fn=_collate_batch,
             num_workers=self.config.num_workers,
         )
@@ -218,11 +224,8 @@ class SpeechData(DataSource):
         limit = round(self.config.max_duration * self.config.features.sample_rate)
         kept = [u for u in utterances if u.samples <= limit]
         if len(kept) < len(utterances):
-            warnings.warn(
-                f"{manifest}: skipping {len(utterances) - len(kept)} training utterance(s) "
-                f"longer than data.max_duration={self.config.max_duration} s",
-                stacklevel=4,
-            )
+            reason = f"longer than data.max_duration={self.config.max_duration} s"
+            self.dropped.append(Dropped("train", len(utterances) - len(kept), reason))
         return kept
 
     def _noise_waveforms(self) -> list[Tensor]:

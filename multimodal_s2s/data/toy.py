@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from multimodal_s2s.data.base import DataSource, SourceBatch, pad_sequences
+from multimodal_s2s.data.batching import WHOLE, Shard, shard_batches
 from multimodal_s2s.errors import InputError
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -74,14 +75,17 @@ class _ToyData(DataSource):
         epoch: int = 0,
         seed: int = 0,
         start: int = 0,
+        shard: Shard = WHOLE,
     ) -> list[SourceBatch]:
         examples = self._split(split)
         order = list(range(len(examples)))
         if train:
             random.Random(f"{seed}-{epoch}").shuffle(order)
+        size = batch_size * shard.world if train else batch_size
+        chunks = [order[first : first + size] for first in range(0, len(order), size)]
+        sizes = [len(source) for source, _ in examples]
         batches = []
-        for first in range(start * batch_size, len(order), batch_size):
-            chunk = order[first : first + batch_size]
+        for chunk in shard_batches(chunks, shard, train, sizes)[start:]:
             sources, lengths = self.collate_sources([examples[i][0] for i in chunk])
             texts = [examples[i][1] for i in chunk]
             batches.append(SourceBatch(sources, lengths, texts, [f"{split}-{i}" for i in chunk]))

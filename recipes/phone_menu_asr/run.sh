@@ -26,7 +26,7 @@ prepared=$(date +%s)
 "$venv/bin/ms2s" train "$recipe/config.yaml" \
   "data.train=$corpus/train.jsonl" "data.dev=$corpus/dev.jsonl" \
   "data.test.test=$corpus/test.jsonl" "data.test.real_letters=$corpus/test_real_letters.jsonl" \
-  "data.test.real_digits=$corpus/test_real_digits.jsonl" --out "$exp"
+  "data.test.real_digits=$corpus/test_real_digits.jsonl" --out "$exp" --resume
 trained=$(date +%s)
 
 for beam in 8 1; do

@@ -32,7 +32,7 @@ step data "$venv/bin/python" -m multimodal_s2s.corpora.scenes.prepare "$cache" \
   --image-size 64 --num-train 40000 --num-dev 500 --num-test 1000 --jobs 2
 step train "$venv/bin/ms2s" train "$recipe/config.yaml" \
   "data.train=$cache/train.jsonl" "data.dev=$cache/dev.jsonl" "data.test.test=$cache/test.jsonl" \
-  "$@" --out "$out"
+  "$@" --out "$out" --resume
 step evaluate "$venv/bin/ms2s" evaluate --model "$out/best.pt" --beam 5 --report "$out/report"
 demo=("$cache"/images/test/test-00000[0-7].jpg)
 step caption "$venv/bin/ms2s" caption --model "$out/best.pt" "${demo[@]}" --beam 5 \

@@ -2,8 +2,9 @@
 
 Usage: ``python -m multimodal_s2s.corpora.scenes.prepare OUT_DIR [--seed 0] [--jobs 2] ...``
 
-A manifest line is ``{"image": absolute path, "caption": text, "objects": [names in caption
-order], "relation": "left" | "above" | null, "background": background id, "id": scene id}``.
+A manifest line is ``{"image": absolute path, "caption": text, "width": pixels, "height":
+pixels, "objects": [names in caption order], "relation": "left" | "above" | null,
+"background": background id, "id": scene id}``.
 Re-running with the same settings and inputs returns at once; any change rebuilds.
 """
 
@@ -31,7 +32,7 @@ from multimodal_s2s.corpora.scenes.render import SceneRenderer
 from multimodal_s2s.corpora.scenes.stamps import DEFAULT_STAMP_ROOT, find_objects
 from multimodal_s2s.errors import InputError
 
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 IMAGE_FORMATS = {"jpg": ("JPEG", {"quality": 95, "subsampling": 0}), "png": ("PNG", {})}
 _BATCH_SIZE = 50
 _MARKER = "corpus.json"
@@ -211,6 +212,8 @@ def _render_batch(batch: tuple[str, list[SceneSpec]]) -> list[dict]:
             {
                 "image": str(path),
                 "caption": format_caption(scene.caption),
+                "width": scene.image.width,
+                "height": scene.image.height,
                 "objects": scene.caption.objects,
                 "relation": scene.caption.relation,
                 "background": spec.background,
