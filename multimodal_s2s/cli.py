@@ -61,7 +61,8 @@ def _train(args: argparse.Namespace) -> int:
     result = train(config, args.out, resume=args.resume)
     if result.interrupted:
         return 130
-    print(f"best checkpoint: {result.best_checkpoint} (dev WER {result.best_error_rate:.4f})")
+    if result.is_main:
+        print(f"best checkpoint: {result.best_checkpoint} (dev WER {result.best_error_rate:.4f})")
     return 0
 
 

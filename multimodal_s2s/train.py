@@ -66,9 +66,12 @@ from multimodal_s2s.sources import SOURCES
 
 @dataclass
 class TrainResult:
+    """Where the run ended; ``is_main`` is False on every data-parallel rank but 0."""
+
     best_checkpoint: Path
     best_error_rate: float
     interrupted: bool
+    is_main: bool = True
 
 
 def resolve_device(name: str) -> torch.device:
@@ -232,15 +235,15 @@ class _Run:
                 self._print(
                     "interrupted: run again with --resume to continue from the last checkpoint"
                 )
-                return TrainResult(self.out_dir, float("nan"), True)
+                return TrainResult(self.out_dir, float("nan"), True, self.dist.is_main)
             path = self._save_resume_point()
             self._print(f"interrupted: saved {path}; run again with --resume to continue")
-            return TrainResult(path, float("nan"), True)
+            return TrainResult(path, float("nan"), True, self.dist.is_main)
         if self.config.train.average_best and self.kept and self.dist.is_main:
             self._save_average()
         self.dist.barrier()
         best_metric = min(self.kept)[0] if self.kept else float("nan")
-        return TrainResult(self.out_dir / "best.pt", best_metric, False)
+        return TrainResult(self.out_dir / "best.pt", best_metric, False, self.dist.is_main)
 
     def _network(self) -> torch.nn.Module:
         """What a training step runs: the model, or a DDP replica of it under ``torchrun``

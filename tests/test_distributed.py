@@ -40,6 +40,7 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.count("2 processes (gloo): batch_size 4 per process") == 1
     assert "at most 8 items per step" in finished.stdout
+    assert finished.stdout.count("best checkpoint:") == 1
 
     expected = load_checkpoint(single / "checkpoint-4.pt")["model"]
     actual = load_checkpoint(parallel / "checkpoint-4.pt")["model"]
