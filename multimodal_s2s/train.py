@@ -26,7 +26,6 @@ the guard and the progress bar; DDP overlaps the gradient all-reduce with the ba
 
 import json
 import math
-import random
 import shutil
 import sys
 import time
@@ -61,6 +60,13 @@ from multimodal_s2s.errors import InputError, TrainingError
 from multimodal_s2s.evaluate import evaluate_model
 from multimodal_s2s.loss import doubly_stochastic_penalty, token_loss
 from multimodal_s2s.model import build_model
+from multimodal_s2s.resume import (
+    check_same_config,
+    check_same_vocabulary,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from multimodal_s2s.sources import SOURCES
 
 
@@ -135,11 +141,11 @@ class _Run:
         )
         if found is not None:
             payload, path = found
-            _check_same_config(payload["config"], config_to_dict(config), path)
+            check_same_config(payload["config"], config_to_dict(config), path)
             self.model, self.tokenizer, _ = model_from_checkpoint(payload, path)
-            _check_same_vocabulary(self.tokenizer, tokenizer, path)
+            check_same_vocabulary(self.tokenizer, tokenizer, path)
         else:
-            _seed_everything(config.train.seed)
+            seed_everything(config.train.seed)
             self.tokenizer = tokenizer
             self.model = build_model(config, len(tokenizer))
             self.data.fit_frontend(self.model.frontend)
@@ -368,7 +374,7 @@ class _Run:
         self.kept.sort()
         dropped = self.kept[self.config.train.keep_best :]
         self.kept = self.kept[: self.config.train.keep_best]
-        rng = self.dist.gather(_rng_state())
+        rng = self.dist.gather(rng_state())
         if self.dist.is_main:
             if (metrics["wer"], self.epoch) in self.kept:
                 self._save(path, rng)
@@ -400,7 +406,7 @@ class _Run:
     def _save_resume_point(self, rng: list[dict[str, Any]] | None = None) -> Path:
         """Write ``checkpoint-<step>.pt`` (rank 0) and prune old ones; every rank must call
         it at the same step, since every rank's random state is gathered into it."""
-        rng = rng if rng is not None else self.dist.gather(_rng_state())
+        rng = rng if rng is not None else self.dist.gather(rng_state())
         path = resume_path(self.out_dir, self.step)
         if self.dist.is_main:
             self._save(path, rng)
@@ -439,9 +445,9 @@ class _Run:
         )
         self.kept = [tuple(k) for k in payload["kept"]]
         if len(payload["rng"]) == self.dist.world:
-            _set_rng_state(payload["rng"][self.dist.rank])
+            set_rng_state(payload["rng"][self.dist.rank])
         else:
-            _seed_everything(self.config.train.seed + self.step + self.dist.rank)
+            seed_everything(self.config.train.seed + self.step + self.dist.rank)
         self._print(f"resumed from {path} (epoch {self.epoch + 1}, step {self.step})")
 
     def _print(self, message: str) -> None:
@@ -461,73 +467,6 @@ class _Run:
             self.tensorboard.flush()
 
 
-# Keys a resumed run may change: they do not change what is computed (``train.epochs``
-# stretches the learning-rate schedule).
-RESUMABLE_CHANGES = (
-    "train.epochs",
-    "train.device",
-    "train.log_every",
-    "train.save_every_steps",
-    "train.keep_last",
-    "train.max_bad_batches",
-    "train.num_workers",
-    "data.num_workers",
-)
-
-
-def _check_same_config(saved: dict, current: dict, path: Path) -> None:
-    """Refuse to resume a run whose config differs, naming the first differing key and both
-    values (keys in ``RESUMABLE_CHANGES`` may differ)."""
-    differences = [
-        (key, old, new)
-        for key, old, new in _differences(saved, current)
-        if key not in RESUMABLE_CHANGES
-    ]
-    if differences:
-        key, old, new = differences[0]
-        raise InputError(
-            f"{path}: the run was started with a different config: {key} is {old!r} in the "
-            f"checkpoint and {new!r} now; use the same config or another output folder"
-        )
-
-
-def _differences(saved: Any, current: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """``(dotted key, saved value, current value)`` for every leaf that differs."""
-    if isinstance(saved, dict) and isinstance(current, dict):
-        return [
-            difference
-            for key in sorted(set(saved) | set(current))
-            for difference in _differences(saved.get(key), current.get(key), f"{prefix}{key}.")
-        ]
-    return [] if saved == current else [(prefix.rstrip("."), saved, current)]
-
-
-def _check_same_vocabulary(saved: Tokenizer, current: Tokenizer, path: Path) -> None:
-    """Refuse to resume when the training text now yields another vocabulary, naming it."""
-    if saved.state_dict() == current.state_dict():
-        return
-    if saved.kind != current.kind:
-        detail = f"{saved.kind} tokens in the checkpoint, {current.kind} tokens now"
-    else:
-        new = [t for t in current.tokens if t not in set(saved.tokens)]
-        gone = [t for t in saved.tokens if t not in set(current.tokens)]
-        parts = [
-            f"{label}: {_listing(tokens)}"
-            for label, tokens in (("new in the data", new), ("missing from the data", gone))
-            if tokens
-        ]
-        detail = ", ".join(parts) or "same tokens in another order"
-    raise InputError(
-        f"{path}: the training data's vocabulary differs from the checkpoint's ({detail}); "
-        "resume with the data the run started with"
-    )
-
-
-def _listing(tokens: list[str], shown: int = 5) -> str:
-    more = " ..." if len(tokens) > shown else ""
-    return " ".join(repr(token) for token in tokens[:shown]) + more
-
-
 def _tensorboard_writer(folder: Path):
     """A TensorBoard ``SummaryWriter`` when the ``tensorboard`` package is installed."""
     try:
@@ -535,22 +474,3 @@ def _tensorboard_writer(folder: Path):
     except ImportError:
         return None
     return SummaryWriter(str(folder))
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
