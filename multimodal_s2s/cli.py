@@ -18,7 +18,11 @@ from multimodal_s2s.transcribe import add_transcribe_command
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any(arg.startswith("-") for arg in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides += extra  # dotted overrides may also follow the options
     try:
         return args.run(args)
     except (InputError, TrainingError) as error:

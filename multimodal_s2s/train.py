@@ -7,7 +7,7 @@ A run lives in one folder:
   ``train.save_every_steps`` optimiser steps, at the end of every epoch and on Ctrl-C; the
   newest ``train.keep_last`` are kept. ``--resume`` continues from the newest readable one
   (a truncated or corrupt file is reported and the previous one is used) and reaches the
-  weights an uninterrupted run reaches.
+  weights an uninterrupted run reaches. SIGTERM is handled like Ctrl-C.
 * ``epoch-N.pt`` for the best ``keep_best`` epochs by the dev error rate, ``best.pt``,
   optionally ``averaged.pt`` (mean weights of the kept epochs), and ``metrics.jsonl``.
 
@@ -24,11 +24,15 @@ host reads one small tensor (global loss, gradient norm, items) after the backwa
 the guard and the progress bar; DDP overlaps the gradient all-reduce with the backward pass.
 """
 
+import contextlib
 import json
 import math
 import shutil
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,9 +117,28 @@ def train(
     """
     dist, device = init_distributed(resolve_device(config.train.device))
     try:
-        return _Run(config, out_dir, progress, resume, dist, device).fit()
+        with _sigterm_interrupts():
+            return _Run(config, out_dir, progress, resume, dist, device).fit()
     finally:
         shutdown_distributed()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Treat SIGTERM (a scheduler preempting the job, ``kill``) like Ctrl-C, so the run
+    saves a resume point before it exits. Only the main thread can install handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Run:

@@ -91,6 +91,22 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     )
 
 
+def test_sigterm_saves_a_resume_point_like_ctrl_c(tmp_path):
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config_to_dict(load_config(None, RUN))))
+    process = _cli_train(config_file, tmp_path, "train.save_every_steps=0")
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "metrics.jsonl").exists():
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    stdout, _ = process.communicate(timeout=60)
+    assert process.returncode == 130
+    (saved,) = resume_points(tmp_path)
+    assert f"interrupted: saved {saved}" in stdout
+
+
 def test_a_truncated_checkpoint_is_detected_and_resume_uses_the_previous_one(tmp_path, capsys):
     config = load_config(None, [*RUN, "train.epochs=1"])
     train(config, tmp_path / "straight", progress=False)
