@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from multimodal_s2s.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from multimodal_s2s.config import Config, config_to_dict
+from multimodal_s2s.ctc import joint_ctc_attention_loss
 from multimodal_s2s.data.base import DataSource, SourceBatch
 from multimodal_s2s.data.text import Tokenizer, teacher_forcing_pair
 from multimodal_s2s.decode import decode_batch
@@ -182,6 +183,9 @@ class _Run:
             log_probs, weights, encoded = self.model(sources, lengths, inputs)
             tokens = int((targets != 0).sum())
             loss = token_loss(log_probs.float(), targets, self.config.loss.label_smoothing)
+            if self.config.loss.ctc_weight:
+                weight = self.config.loss.ctc_weight
+                loss = joint_ctc_attention_loss(self.model, encoded, targets, loss, weight)
             if self.config.loss.attention_penalty:
                 penalty = doubly_stochastic_penalty(weights.float(), targets, encoded.lengths)
                 loss = loss + self.config.loss.attention_penalty * penalty
