@@ -20,7 +20,9 @@ class DecoderConfig:
     ``output_dim`` is the size of the attentional hidden state ``tanh(W [h; c])`` fed to
     the generator (default ``hidden_dim``; ``embedding_dim`` when the generator ties
     weights). ``init_state`` "mean" starts the LSTM from the masked mean of the memory
-    (Show-Attend-Tell), "zeros" from zeros. ``scheduled_sampling`` is the probability of
+    (Show-Attend-Tell), "zeros" from zeros. ``init_attention`` is the "previous" attention
+    the first step sees (location attention reads it): "zeros", or "first" (all weight on
+    the first memory frame, a monotonic start). ``scheduled_sampling`` is the probability of
     feeding the model's own sampled token instead of the reference during training.
     """
 
@@ -31,6 +33,7 @@ class DecoderConfig:
     output_dim: int | None = None
     dropout: float = 0.1
     init_state: Literal["mean", "zeros"] = "mean"
+    init_attention: Literal["zeros", "first"] = "zeros"
     scheduled_sampling: float = 0.0
 
 
@@ -99,7 +102,7 @@ class AttentionDecoder(nn.Module):
 
     def start(self, encoded: EncoderOutput) -> tuple[DecoderMemory, DecoderState]:
         """Prepare the memory and the initial state for a batch of encoded sources."""
-        memory, lengths = encoded
+        memory, lengths = encoded.memory, encoded.lengths
         batch, length, dim = memory.shape
         mask = padding_mask(lengths, length)
         layers, hidden = self.config.num_layers, self.config.hidden_dim
@@ -110,13 +113,15 @@ class AttentionDecoder(nn.Module):
             mean = (memory * valid).sum(1) / lengths.unsqueeze(1).to(memory.dtype)
             bridged = torch.tanh(self.bridge(mean)).view(batch, 2, layers, hidden)
             hidden_cell = bridged.permute(1, 2, 0, 3)
-        zeros = memory.new_zeros(batch, length)
+        weights = memory.new_zeros(batch, length)
+        if self.config.init_attention == "first":
+            weights[:, 0] = 1.0
         state = DecoderState(
             hidden_cell[0].contiguous(),
             hidden_cell[1].contiguous(),
             memory.new_zeros(batch, dim),
-            zeros,
-            zeros,
+            weights,
+            memory.new_zeros(batch, length),
         )
         return DecoderMemory(memory, self.attention.prepare(memory), mask), state
 

@@ -5,15 +5,27 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from multimodal_s2s.data.text import PAD_ID
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.masking import padding_mask
 
 
 @dataclass
 class LossConfig:
-    """``attention_penalty`` is the weight of the doubly stochastic penalty (Show-Attend-Tell)."""
+    """``attention_penalty`` is the weight of the doubly stochastic penalty (Show-Attend-Tell).
+
+    ``ctc_weight`` in ``[0, 1)``: joint CTC-attention training, ``ctc_weight * CTC +
+    (1 - ctc_weight) * attention`` (both summed over the batch, divided by the target tokens).
+    The CTC head reads the encoder's auxiliary frames (pblstm: ``encoder.ctc_layer``), else
+    its memory; see ``ctc.py``. 0 builds no CTC head and trains exactly as without it.
+    """
 
     label_smoothing: float = 0.1
     attention_penalty: float = 0.0
+    ctc_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ctc_weight < 1.0:
+            raise InputError(f"loss.ctc_weight must be in [0, 1), got {self.ctc_weight}")
 
 
 def token_loss(log_probs: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:

@@ -3,6 +3,7 @@
 import torch
 from torch import Tensor, nn
 
+from multimodal_s2s.ctc import CTCHead, ctc_frames
 from multimodal_s2s.decoder import AttentionDecoder
 from multimodal_s2s.encoders import ENCODERS, Encoder, EncoderOutput
 from multimodal_s2s.generator import Generator
@@ -10,7 +11,10 @@ from multimodal_s2s.sources import SOURCES
 
 
 class Seq2Seq(nn.Module):
-    """``frontend`` (optional, e.g. log-mel) -> encoder -> attention decoder -> generator."""
+    """``frontend`` (optional, e.g. log-mel) -> encoder -> attention decoder -> generator.
+
+    ``ctc`` (optional) is the head of the auxiliary CTC loss used in training only.
+    """
 
     def __init__(
         self,
@@ -18,12 +22,14 @@ class Seq2Seq(nn.Module):
         decoder: AttentionDecoder,
         generator: Generator,
         frontend: nn.Module | None = None,
+        ctc: CTCHead | None = None,
     ) -> None:
         super().__init__()
         self.frontend = frontend
         self.encoder = encoder
         self.decoder = decoder
         self.generator = generator
+        self.ctc = ctc
 
     def encode(self, sources: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
         """Raw sources (``(B, N)`` waveforms, ``(B, T, F)`` features, ``(B, C, H, W)`` images)
@@ -48,6 +54,14 @@ class Seq2Seq(nn.Module):
         outputs, weights = self.decoder(encoded, inputs, sample=self._sample)
         return self.generator(outputs), weights, encoded
 
+    def ctc_log_probs(self, encoded: EncoderOutput) -> tuple[Tensor, Tensor]:
+        """CTC log-probabilities ``(B, S_c, V)`` float32 (blank = PAD) and lengths ``(B,)``
+        over the encoder's CTC frames (``ctc.ctc_frames``); needs a model built with CTC."""
+        if self.ctc is None:
+            raise ValueError("this model has no CTC head (build it with loss.ctc_weight > 0)")
+        frames, lengths = ctc_frames(encoded)[:2]
+        return self.ctc(frames), lengths
+
     def _sample(self, output: Tensor) -> Tensor:
         """``(N, H)`` decoder outputs -> ``(N,)`` tokens drawn from the generator's
         distribution by the Gumbel-max trick, which (unlike ``multinomial``) tolerates a
@@ -61,6 +75,8 @@ def build_model(config, vocab_size: int) -> Seq2Seq:
     """Build every part from a ``Config`` (see ``config.py``) and a vocabulary size.
 
     The frontend (e.g. log-mel features) comes from the data source named by ``config.data``.
+    The CTC head exists only with ``loss.ctc_weight > 0``; it is built last, so the other
+    parts start from the same weights with and without it.
     """
     source_class, _ = SOURCES[config.data.name]
     frontend = source_class.build_frontend(config.data)
@@ -74,4 +90,8 @@ def build_model(config, vocab_size: int) -> Seq2Seq:
     decoder = AttentionDecoder(decoder_config, vocab_size, encoder.output_dim)
     tied = decoder.embedding if config.generator.tie_weights else None
     generator = Generator(decoder.output_dim, vocab_size, tied)
-    return Seq2Seq(encoder, decoder, generator, frontend)
+    ctc = None
+    if config.loss.ctc_weight > 0:
+        ctc_dim = encoder.auxiliary_dim or encoder.output_dim
+        ctc = CTCHead(ctc_dim, vocab_size)
+    return Seq2Seq(encoder, decoder, generator, frontend, ctc)

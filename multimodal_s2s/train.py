@@ -51,6 +51,7 @@ from multimodal_s2s.checkpoint import (
     save_checkpoint,
 )
 from multimodal_s2s.config import Config, config_to_dict
+from multimodal_s2s.ctc import joint_ctc_attention_loss
 from multimodal_s2s.data.base import DataSource, SourceBatch
 from multimodal_s2s.data.batching import Shard
 from multimodal_s2s.data.text import Tokenizer, teacher_forcing_pair
@@ -335,6 +336,9 @@ class _Run:
         with torch.autocast(self.device.type, enabled=self._amp):
             log_probs, weights, encoded = network(sources, lengths, inputs)
             loss = token_loss(log_probs.float(), targets, self.config.loss.label_smoothing)
+            if self.config.loss.ctc_weight:
+                weight = self.config.loss.ctc_weight
+                loss = joint_ctc_attention_loss(self.model, encoded, targets, loss, weight)
             if self.config.loss.attention_penalty:
                 penalty = doubly_stochastic_penalty(weights.float(), targets, encoded.lengths)
                 loss = loss + self.config.loss.attention_penalty * penalty

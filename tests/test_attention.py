@@ -84,3 +84,17 @@ def test_dot_attention_requires_matching_sizes():
     attention_class, config_class = ATTENTIONS["dot"]
     with pytest.raises(ValueError, match="decoder.hidden_dim"):
         attention_class(config_class(), 8, 6)
+
+
+@pytest.mark.parametrize("init", ["zeros", "first"])
+def test_first_step_previous_attention_follows_init_attention(init):
+    from multimodal_s2s.decoder import AttentionDecoder, DecoderConfig
+    from multimodal_s2s.encoders.base import EncoderOutput
+
+    decoder = AttentionDecoder(DecoderConfig(hidden_dim=8, init_attention=init), 7, MEMORY)
+    memory = torch.randn(2, 5, MEMORY)
+    _, state = decoder.start(EncoderOutput(memory, torch.tensor([5, 3])))
+    expected = torch.zeros(2, 5)
+    if init == "first":
+        expected[:, 0] = 1.0
+    assert torch.equal(state.weights, expected) and torch.equal(state.coverage, torch.zeros(2, 5))

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from multimodal_s2s.encoders.base import Encoder, EncoderOutput
+from multimodal_s2s.errors import InputError
 
 
 @dataclass
@@ -16,6 +17,11 @@ class PBLSTMConfig:
     Each pyramid layer concatenates frames ``2t`` and ``2t + 1`` before its BLSTM, so the
     output has ``S = T // 2**num_layers`` frames. An odd trailing frame is dropped at every
     layer (floor rounding), which gives the same ``T // 2**num_layers`` overall.
+
+    ``ctc_layer`` (``0 .. num_layers``) also returns the output of that BLSTM layer as
+    ``EncoderOutput.auxiliary`` for the CTC loss: layer 0 runs over the features (frames
+    ``T``), layer ``k`` after ``k`` pyramid joins (frames ``T // 2**k``, ``2**k`` times the
+    feature hop). ``None``: no auxiliary output (a CTC loss then reads the memory).
     """
 
     name: str = "pblstm"
@@ -24,6 +30,14 @@ class PBLSTMConfig:
     num_layers: int = 3
     output_dim: int | None = None
     dropout: float = 0.0
+    ctc_layer: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.ctc_layer is not None and not 0 <= self.ctc_layer <= self.num_layers:
+            raise InputError(
+                f"encoder.ctc_layer must be between 0 and encoder.num_layers "
+                f"({self.num_layers}), got {self.ctc_layer}"
+            )
 
 
 class PyramidalBLSTMEncoder(Encoder):
@@ -46,6 +60,8 @@ class PyramidalBLSTMEncoder(Encoder):
             nn.Linear(2 * hidden, config.output_dim) if config.output_dim is not None else None
         )
         self.output_dim = config.output_dim if config.output_dim is not None else 2 * hidden
+        self.ctc_layer = config.ctc_layer
+        self.auxiliary_dim = 2 * hidden if config.ctc_layer is not None else None
 
     def forward(self, inputs: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
         """Encode features.
@@ -55,7 +71,9 @@ class PyramidalBLSTMEncoder(Encoder):
             lengths: ``(B,)`` valid frames per sequence, each ``>= 2**k``; ``None`` = all ``T``.
 
         Returns:
-            memory ``(B, max(lengths) // 2**k, D)`` and lengths ``(B,)`` = ``lengths // 2**k``.
+            memory ``(B, max(lengths) // 2**k, D)`` and lengths ``(B,)`` = ``lengths // 2**k``;
+            with ``ctc_layer: c``, auxiliary ``(B, max(lengths) // 2**c, 2 * hidden_dim)`` and
+            lengths ``lengths // 2**c`` (padding frames are zeros).
         """
         if lengths is None:
             lengths = torch.full((inputs.size(0),), inputs.size(1), dtype=torch.long)
@@ -66,14 +84,17 @@ class PyramidalBLSTMEncoder(Encoder):
                 f"got {int(lengths.min())}"
             )
         x = inputs[:, : int(lengths.max())]
+        auxiliary = None
         for index, lstm in enumerate(self.layers):
             if index > 0:
                 x, lengths = _join_adjacent_frames(x, lengths)
                 x = self.dropout(x)
             x = _run_packed(lstm, x, lengths)
+            if index == self.ctc_layer:
+                auxiliary = EncoderOutput(x, lengths)
         if self.projection is not None:
             x = self.projection(self.dropout(x))
-        return EncoderOutput(x, lengths)
+        return EncoderOutput(x, lengths, auxiliary)
 
 
 def _join_adjacent_frames(x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:

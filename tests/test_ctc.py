@@ -1,0 +1,201 @@
+import itertools
+import math
+
+import pytest
+import torch
+from conftest import DECODER, SOURCE_SHAPES, VOCAB, tiny_model
+
+from multimodal_s2s.checkpoint import load_model
+from multimodal_s2s.config import ConfigError, load_config
+from multimodal_s2s.ctc import BLANK_ID, ctc_loss
+from multimodal_s2s.data.text import EOS_ID, PAD_ID, teacher_forcing_pair
+from multimodal_s2s.errors import InputError
+from multimodal_s2s.loss import token_loss
+from multimodal_s2s.train import _Run, build_source, evaluate_model, train
+
+PBLSTM = SOURCE_SHAPES["pblstm"] + DECODER  # input_dim 6, hidden 8, two pyramid layers
+CTC = ["loss.ctc_weight=0.3"]
+
+
+@pytest.mark.parametrize(
+    ("ctc_layer", "output_dim", "frames", "dim"),
+    [(0, None, 37, 16), (1, None, 18, 16), (2, 12, 9, 16), (None, None, 9, 16), (None, 12, 9, 12)],
+)
+def test_ctc_log_probs_follow_the_config(ctc_layer, output_dim, frames, dim):
+    overrides = PBLSTM + CTC + [f"encoder.output_dim={'null' if output_dim is None else 12}"]
+    if ctc_layer is not None:
+        overrides.append(f"encoder.ctc_layer={ctc_layer}")
+    model, _ = tiny_model(overrides)
+    lengths = torch.tensor([37, 29, 16])
+    encoded = model.encode(torch.randn(3, 37, 6), lengths)
+    log_probs, ctc_lengths = model.ctc_log_probs(encoded)
+    step = 2 ** (2 if ctc_layer is None else ctc_layer)
+    assert model.ctc.projection.in_features == dim
+    assert log_probs.shape == (3, frames, VOCAB) and log_probs.dtype == torch.float32
+    assert ctc_lengths.tolist() == [37 // step, 29 // step, 16 // step]
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(3, frames))
+    assert encoded.memory.shape == (3, 9, output_dim or 16)
+
+
+def test_ctc_reads_the_memory_of_encoders_without_auxiliary_frames():
+    model, _ = tiny_model(SOURCE_SHAPES["cnn"] + DECODER + CTC)
+    encoded = model.encode(torch.randn(2, 3, 32, 32))
+    assert encoded.auxiliary is None
+    log_probs, lengths = model.ctc_log_probs(encoded)
+    assert log_probs.shape == (2, 64, VOCAB) and lengths.tolist() == [64, 64]
+
+
+def test_no_ctc_head_without_a_ctc_weight():
+    model, _ = tiny_model(PBLSTM + ["encoder.ctc_layer=1"])
+    assert model.ctc is None and not any("ctc" in key for key in model.state_dict())
+    with pytest.raises(ValueError, match="no CTC head"):
+        model.ctc_log_probs(model.encode(torch.randn(1, 8, 6), torch.tensor([8])))
+    with_ctc, _ = tiny_model(PBLSTM + ["encoder.ctc_layer=1"] + CTC)
+    for key, value in model.state_dict().items():  # the head is built last: same init
+        torch.testing.assert_close(with_ctc.state_dict()[key], value, rtol=0, atol=0)
+
+
+def _paths_probability(log_probs: torch.Tensor, labels: list[int]) -> float:
+    """Brute force: sum over every frame labelling that collapses to ``labels``."""
+    frames, vocab = log_probs.shape
+    total = 0.0
+    for path in itertools.product(range(vocab), repeat=frames):
+        collapsed = [k for k, _ in itertools.groupby(path) if k != BLANK_ID]
+        if collapsed == labels:
+            total += math.exp(sum(float(log_probs[t, k]) for t, k in enumerate(path)))
+    return total
+
+
+def test_ctc_loss_is_the_negative_log_of_all_alignments_without_eos():
+    log_probs = torch.log_softmax(torch.randn(2, 5, 4, dtype=torch.float64), dim=-1)
+    targets = torch.tensor([[3, 3, EOS_ID], [1, EOS_ID, PAD_ID]])  # labels [3, 3] and [1]
+    losses = ctc_loss(log_probs, torch.tensor([5, 3]), targets)
+    assert losses.dtype == torch.float64
+    expected = [
+        -math.log(_paths_probability(log_probs[0], [3, 3])),
+        -math.log(_paths_probability(log_probs[1, :3], [1])),
+    ]
+    assert losses.tolist() == pytest.approx(expected, rel=1e-9)
+
+
+def test_labels_that_cannot_fit_the_frames_count_zero():
+    log_probs = torch.log_softmax(torch.randn(2, 4, 5), dim=-1).requires_grad_()
+    # 4 frames: [4, 4, 4] needs 5 (blanks between repeats); [1, 2, 3, 4] fits exactly.
+    targets = torch.tensor([[4, 4, 4, EOS_ID], [1, 2, 3, 4]])
+    losses = ctc_loss(log_probs, torch.tensor([4, 4]), targets)
+    assert losses[0].item() == 0.0 and math.isfinite(losses[1].item()) and losses[1] > 0
+    losses.sum().backward()
+    assert torch.all(log_probs.grad[0] == 0) and torch.all(torch.isfinite(log_probs.grad))
+
+
+@pytest.mark.parametrize("ctc_layer", [0, 1])
+def test_ctc_loss_is_padding_invariant(ctc_layer):
+    model, _ = tiny_model(PBLSTM + CTC + [f"encoder.ctc_layer={ctc_layer}"], torch.float64)
+    lengths = [30, 13, 22]
+    texts = [[4, 5, 6, 5], [7, 8], [9, 4, 10]]
+    features = [torch.randn(n, 6, dtype=torch.float64) for n in lengths]
+    batch = torch.full((3, 30, 6), 100.0, dtype=torch.float64)  # garbage in the padding
+    for row, f in enumerate(features):
+        batch[row, : len(f)] = f
+    _, targets = teacher_forcing_pair(texts)
+    together = ctc_loss(*model.ctc_log_probs(model.encode(batch, torch.tensor(lengths))), targets)
+    for row, f in enumerate(features):
+        _, alone_targets = teacher_forcing_pair([texts[row]])
+        encoded = model.encode(f.unsqueeze(0), torch.tensor([lengths[row]]))
+        alone = ctc_loss(*model.ctc_log_probs(encoded), alone_targets)
+        torch.testing.assert_close(together[row], alone[0], atol=1e-10, rtol=1e-10)
+    assert torch.all(together > 0)
+
+
+# Toy "speech": every word is 3..6 frames, so word-level CTC fits at the first layer.
+SEQUENCES = [
+    "data.name=toy_sequences",
+    "data.feature_dim=8",
+    "encoder.name=pblstm",
+    "encoder.input_dim=8",
+    "encoder.hidden_dim=32",
+    "encoder.num_layers=1",
+    "encoder.ctc_layer=0",
+    "tokenizer.kind=word",
+    "search.max_length_ratio=4.0",
+    "decoder.hidden_dim=64",
+    "decoder.embedding_dim=32",
+    "decoder.dropout=0.0",
+    "train.batch_size=8",
+    "train.warmup_steps=5",
+    "train.learning_rate=0.01",
+    "loss.label_smoothing=0.0",
+    "train.keep_best=1",
+    "search.beam_size=1",
+]
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3])
+def test_train_step_loss_is_the_weighted_sum(tmp_path, weight):
+    config = load_config(None, SEQUENCES + ["data.num_train=8", f"loss.ctc_weight={weight}"])
+    run = _Run(config, tmp_path, progress=False)
+    (batch,) = run._train_batches(epoch=0)
+    inputs, targets = teacher_forcing_pair([run.tokenizer.encode(t) for t in batch.texts])
+    with torch.no_grad():
+        log_probs, _, encoded = run.model(batch.sources, batch.lengths, inputs)
+        attention = token_loss(log_probs, targets)
+        expected = attention
+        if weight:
+            ctc = ctc_loss(*run.model.ctc_log_probs(encoded), targets).sum()
+            expected = weight * ctc + (1 - weight) * attention
+        expected = expected / int((targets != PAD_ID).sum())
+    assert (run.model.ctc is None) == (weight == 0)
+    assert run._train_step(batch) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_tiny_model_with_ctc_overfits_eight_pairs(tmp_path):
+    overrides = SEQUENCES + [
+        "data.num_train=8",
+        "data.num_dev=2",
+        "train.epochs=60",
+        "train.learning_rate=0.03",
+        "loss.ctc_weight=0.5",
+    ]
+    train(load_config(None, overrides), tmp_path, progress=False)
+    model, tokenizer, saved = load_model(tmp_path / "last.pt")
+    scores = evaluate_model(model, tokenizer, build_source(saved), "train", saved, "cpu")
+    assert scores.metrics["wer"] == 0.0 and scores.metrics["items"] == 8
+    (batch,) = build_source(saved).batches("train", train=False, batch_size=8)
+    with torch.no_grad():
+        log_probs, lengths = model.ctc_log_probs(model.encode(batch.sources, batch.lengths))
+    for row, text in enumerate(batch.texts):  # greedy CTC: best frame labels, collapsed
+        best = log_probs[row, : lengths[row]].argmax(dim=-1).tolist()
+        collapsed = [k for k, _ in itertools.groupby(best) if k != BLANK_ID]
+        assert collapsed == tokenizer.encode(text)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        (["loss.ctc_weight=1.0"], InputError, r"loss.ctc_weight must be in \[0, 1\), got 1.0"),
+        (["loss.ctc_weight=-0.1"], InputError, "loss.ctc_weight must be in"),
+        (["loss.ctc_weight=high"], ConfigError, "loss.ctc_weight: expected float"),
+        (["encoder.num_layers=2", "encoder.ctc_layer=3"], InputError, "encoder.ctc_layer must"),
+        (["encoder.ctc_layer=-1"], InputError, r"between 0 and encoder.num_layers \(3\), got -1"),
+        (["encoder.ctc_layer=1.5"], ConfigError, "encoder.ctc_layer: expected"),
+        (["encoder.name=cnn", "encoder.ctc_layer=1"], ConfigError, "'encoder.ctc_layer'"),
+    ],
+)
+def test_bad_ctc_settings_name_the_key(overrides, error, message):
+    with pytest.raises(error, match=message):
+        load_config(None, overrides)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_ctc_under_autocast_on_cuda_matches_float32_on_cpu():
+    model, _ = tiny_model(PBLSTM + CTC + ["encoder.ctc_layer=1"])
+    features, lengths = torch.randn(2, 24, 6), torch.tensor([24, 17])
+    _, targets = teacher_forcing_pair([[4, 5, 6], [7, 8]])
+    expected = ctc_loss(*model.ctc_log_probs(model.encode(features, lengths)), targets)
+    model.cuda()
+    with torch.autocast("cuda", dtype=torch.float16):
+        encoded = model.encode(features.cuda(), lengths.cuda())
+        log_probs, ctc_lengths = model.ctc_log_probs(encoded)
+        losses = ctc_loss(log_probs, ctc_lengths, targets.cuda())
+    assert log_probs.dtype == torch.float32 and losses.dtype == torch.float32
+    torch.testing.assert_close(losses.cpu(), expected, atol=1e-2, rtol=1e-2)
