@@ -5,13 +5,14 @@ import pytest
 import torch
 from conftest import DECODER, SOURCE_SHAPES, VOCAB, tiny_model
 
-from multimodal_s2s.checkpoint import load_model
+from multimodal_s2s.checkpoint import load_model, resume_points
 from multimodal_s2s.config import ConfigError, load_config
 from multimodal_s2s.ctc import BLANK_ID, ctc_loss
 from multimodal_s2s.data.text import EOS_ID, PAD_ID, teacher_forcing_pair
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.evaluate import evaluate_model
 from multimodal_s2s.loss import token_loss
-from multimodal_s2s.train import _Run, build_source, evaluate_model, train
+from multimodal_s2s.train import _Run, build_source, train
 
 PBLSTM = SOURCE_SHAPES["pblstm"] + DECODER  # input_dim 6, hidden 8, two pyramid layers
 CTC = ["loss.ctc_weight=0.3"]
@@ -108,7 +109,7 @@ def test_ctc_loss_is_padding_invariant(ctc_layer):
 
 
 # Toy "speech": every word is 3..6 frames, so word-level CTC fits at the first layer.
-SEQUENCES = [
+CTC_TASK = [
     "data.name=toy_sequences",
     "data.feature_dim=8",
     "encoder.name=pblstm",
@@ -132,8 +133,8 @@ SEQUENCES = [
 
 @pytest.mark.parametrize("weight", [0.0, 0.3])
 def test_train_step_loss_is_the_weighted_sum(tmp_path, weight):
-    config = load_config(None, SEQUENCES + ["data.num_train=8", f"loss.ctc_weight={weight}"])
-    run = _Run(config, tmp_path, progress=False)
+    config = load_config(None, CTC_TASK + ["data.num_train=8", f"loss.ctc_weight={weight}"])
+    run = _Run(config, tmp_path, progress=False, resume=False)
     (batch,) = run._train_batches(epoch=0)
     inputs, targets = teacher_forcing_pair([run.tokenizer.encode(t) for t in batch.texts])
     with torch.no_grad():
@@ -145,11 +146,11 @@ def test_train_step_loss_is_the_weighted_sum(tmp_path, weight):
             expected = weight * ctc + (1 - weight) * attention
         expected = expected / int((targets != PAD_ID).sum())
     assert (run.model.ctc is None) == (weight == 0)
-    assert run._train_step(batch) == pytest.approx(float(expected), rel=1e-6)
+    assert run._train_step(run.model, batch)[0] == pytest.approx(float(expected), rel=1e-6)
 
 
 def test_tiny_model_with_ctc_overfits_eight_pairs(tmp_path):
-    overrides = SEQUENCES + [
+    overrides = CTC_TASK + [
         "data.num_train=8",
         "data.num_dev=2",
         "train.epochs=60",
@@ -157,7 +158,7 @@ def test_tiny_model_with_ctc_overfits_eight_pairs(tmp_path):
         "loss.ctc_weight=0.5",
     ]
     train(load_config(None, overrides), tmp_path, progress=False)
-    model, tokenizer, saved = load_model(tmp_path / "last.pt")
+    model, tokenizer, saved = load_model(resume_points(tmp_path)[0])
     scores = evaluate_model(model, tokenizer, build_source(saved), "train", saved, "cpu")
     assert scores.metrics["wer"] == 0.0 and scores.metrics["items"] == 8
     (batch,) = build_source(saved).batches("train", train=False, batch_size=8)
