@@ -30,7 +30,8 @@ RESUMABLE_CHANGES = (
 
 def check_same_config(saved: dict, current: dict, path: Path) -> None:
     """Refuse to resume a run whose config differs, naming the first differing key and both
-    values (keys in ``RESUMABLE_CHANGES`` may differ)."""
+    values (keys in ``RESUMABLE_CHANGES`` may differ). ``saved`` is the checkpoint's config
+    as this version reads it, so a key added since then compares as its default."""
     differences = [
         (key, old, new)
         for key, old, new in _differences(saved, current)

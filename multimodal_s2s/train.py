@@ -165,8 +165,8 @@ class _Run:
         )
         if found is not None:
             payload, path = found
-            check_same_config(payload["config"], config_to_dict(config), path)
-            self.model, self.tokenizer, _ = model_from_checkpoint(payload, path)
+            self.model, self.tokenizer, saved = model_from_checkpoint(payload, path)
+            check_same_config(config_to_dict(saved), config_to_dict(config), path)
             check_same_vocabulary(self.tokenizer, tokenizer, path)
         else:
             seed_everything(config.train.seed)
