@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from conftest import DECODER, SOURCE_SHAPES, VOCAB, tiny_model
+from conftest import DECODER, SMALL, SOURCE_SHAPES, VOCAB, tiny_model
 
 from multimodal_s2s.checkpoint import load_model, resume_points
 from multimodal_s2s.config import ConfigError, load_config
@@ -119,15 +119,7 @@ CTC_TASK = [
     "encoder.ctc_layer=0",
     "tokenizer.kind=word",
     "search.max_length_ratio=4.0",
-    "decoder.hidden_dim=64",
-    "decoder.embedding_dim=32",
-    "decoder.dropout=0.0",
-    "train.batch_size=8",
-    "train.warmup_steps=5",
-    "train.learning_rate=0.01",
-    "loss.label_smoothing=0.0",
-    "train.keep_best=1",
-    "search.beam_size=1",
+    *SMALL,
 ]
 
 

@@ -60,10 +60,7 @@ def load_image(path: str | Path, background: tuple[int, int, int] = WHITE) -> Im
     Raises:
         InputError: the file is missing, has an unsupported extension, or cannot be decoded.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"image file not found: {path}")
-    _check_extension(path)
+    path = _existing_image_file(path)
     try:
         with Image.open(path, formats=_PILLOW_FORMATS) as image:
             image.seek(0)
@@ -83,10 +80,7 @@ def image_pixels(path: str | Path) -> int:
     Raises:
         InputError: the file is missing, has an unsupported extension, or is not an image.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"image file not found: {path}")
-    _check_extension(path)
+    path = _existing_image_file(path)
     try:
         with Image.open(path, formats=_PILLOW_FORMATS) as image:
             return image.width * image.height
@@ -99,6 +93,15 @@ def image_pixels(path: str | Path) -> int:
 def _unreadable(path: Path, error: BaseException) -> InputError:
     reason = " ".join(str(error).split()) or type(error).__name__
     return InputError(f"cannot read image {path}: {reason}")
+
+
+def _existing_image_file(path: str | Path) -> Path:
+    """``path`` as a ``Path``; InputError unless it is a file with an image extension."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image file not found: {path}")
+    _check_extension(path)
+    return path
 
 
 def _check_extension(path: Path) -> None:
