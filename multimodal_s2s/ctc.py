@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from multimodal_s2s.data.text import EOS_ID, PAD_ID
 from multimodal_s2s.encoders.base import EncoderOutput
+from multimodal_s2s.search import Hypothesis
 
 BLANK_ID = PAD_ID
 
@@ -46,7 +47,9 @@ def ctc_frames(encoded: EncoderOutput) -> EncoderOutput:
     return EncoderOutput(encoded.memory, encoded.lengths)
 
 
-def ctc_loss(log_probs: Tensor, lengths: Tensor, targets: Tensor) -> Tensor:
+def ctc_loss(
+    log_probs: Tensor, lengths: Tensor, targets: Tensor, zero_infinity: bool = True
+) -> Tensor:
     """Per-utterance CTC negative log-likelihood.
 
     Args:
@@ -56,7 +59,7 @@ def ctc_loss(log_probs: Tensor, lengths: Tensor, targets: Tensor) -> Tensor:
 
     Returns:
         ``(B,)`` float32 (float64 for float64 inputs) ``-log p_ctc(y_1 .. y_{m-1} | x)``;
-        0 where the labels cannot fit the frames.
+        where the labels cannot fit the frames, 0 (``zero_infinity``, for training) or inf.
     """
     labels = targets.masked_fill(targets == EOS_ID, PAD_ID)
     label_lengths = (labels != PAD_ID).sum(dim=1)
@@ -67,7 +70,7 @@ def ctc_loss(log_probs: Tensor, lengths: Tensor, targets: Tensor) -> Tensor:
         label_lengths,
         blank=BLANK_ID,
         reduction="none",
-        zero_infinity=True,
+        zero_infinity=zero_infinity,
     )
 
 
@@ -85,3 +88,39 @@ def joint_ctc_attention_loss(
     log_probs, lengths = model.ctc_log_probs(encoded)
     ctc = ctc_loss(log_probs, lengths, targets).sum()
     return weight * ctc + (1.0 - weight) * attention
+
+
+def rescore_with_ctc(
+    model: nn.Module, encoded: EncoderOutput, nbests: list[list[Hypothesis]], weight: float
+) -> list[list[Hypothesis]]:
+    """Re-rank each source's n-best list by joint CTC-attention log-probability per token.
+
+    A hypothesis of ``n`` tokens scores ``((1 - weight) * log p_att + weight * log p_ctc) /
+    (n + 1)`` (EOS counted, as ``length_norm: length`` does); a hypothesis whose labels cannot
+    fit the source's CTC frames scores ``-inf``.
+
+    Args:
+        model: a ``Seq2Seq`` built with a CTC head.
+        encoded: the encoder output the hypotheses were searched on, ``B`` sources.
+        nbests: ``B`` lists of hypotheses (``beam_search``'s output).
+        weight: CTC weight in ``[0, 1]``.
+
+    Returns:
+        The same hypotheses with the joint ``score``, best first per source.
+    """
+    log_probs, lengths = model.ctc_log_probs(encoded)
+    owners = [source for source, nbest in enumerate(nbests) for _ in nbest]
+    hypotheses = [hypothesis for nbest in nbests for hypothesis in nbest]
+    if not hypotheses:
+        return nbests
+    longest = max(len(h.tokens) for h in hypotheses) + 1
+    targets = torch.full((len(hypotheses), longest), PAD_ID, dtype=torch.long)
+    for row, hypothesis in enumerate(hypotheses):
+        targets[row, : len(hypothesis.tokens)] = torch.tensor(hypothesis.tokens, dtype=torch.long)
+    index = torch.tensor(owners, device=log_probs.device)
+    nll = ctc_loss(log_probs[index], lengths[index], targets.to(log_probs.device), False)
+    rescored = [[] for _ in nbests]
+    for hypothesis, owner, ctc_nll in zip(hypotheses, owners, nll.tolist(), strict=True):
+        joint = (1.0 - weight) * hypothesis.log_prob - weight * ctc_nll
+        rescored[owner].append(hypothesis._replace(score=joint / (len(hypothesis.tokens) + 1)))
+    return [sorted(nbest, key=lambda h: -h.score) for nbest in rescored]

@@ -1,11 +1,14 @@
 """Decoding batches to text, shared by training, evaluation and the CLI."""
 
+from dataclasses import replace
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from multimodal_s2s.ctc import rescore_with_ctc
 from multimodal_s2s.data.text import Tokenizer
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.model import Seq2Seq
 from multimodal_s2s.search import Hypothesis, SearchConfig, beam_search, greedy_search
 
@@ -28,9 +31,17 @@ def decode_batch(
     beam: bool = True,
 ) -> list[Decoded]:
     """Encode a padded batch and decode it with beam search (or greedy when ``beam`` is
-    False or ``search.beam_size`` is 1). Sources must already be on the model's device."""
+    False or ``search.beam_size`` is 1); with ``search.ctc_weight`` the whole beam is re-ranked
+    with the model's CTC head. Sources must already be on the model's device."""
     encoded = model.encode(sources, lengths)
-    if beam and search.beam_size > 1:
+    if beam and search.beam_size > 1 and search.ctc_weight > 0:
+        if model.ctc is None:
+            raise InputError("search.ctc_weight needs a model trained with loss.ctc_weight > 0")
+        whole_beams = beam_search(model, encoded, replace(search, nbest=search.beam_size))
+        best = [
+            nbest[0] for nbest in rescore_with_ctc(model, encoded, whole_beams, search.ctc_weight)
+        ]
+    elif beam and search.beam_size > 1:
         best = [nbest[0] for nbest in beam_search(model, encoded, search)]
     else:
         best = greedy_search(model, encoded, search)

@@ -15,7 +15,7 @@ from multimodal_s2s.data.text import Tokenizer
 from multimodal_s2s.errors import InputError
 
 # Keys a resumed run may change: they do not change what is computed (``train.epochs``
-# stretches the learning-rate schedule).
+# stretches the learning-rate schedule); ``search.*`` keys (decoding only) may change too.
 RESUMABLE_CHANGES = (
     "train.epochs",
     "train.device",
@@ -35,7 +35,7 @@ def check_same_config(saved: dict, current: dict, path: Path) -> None:
     differences = [
         (key, old, new)
         for key, old, new in _differences(saved, current)
-        if key not in RESUMABLE_CHANGES
+        if key not in RESUMABLE_CHANGES and not key.startswith("search.")
     ]
     if differences:
         key, old, new = differences[0]

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from multimodal_s2s.data.text import BOS_ID, EOS_ID, PAD_ID
 from multimodal_s2s.encoders.base import EncoderOutput
+from multimodal_s2s.errors import InputError
 
 
 @dataclass
@@ -26,6 +27,8 @@ class SearchConfig:
     token (EOS counted), "gnmt" divides by ``((5 + n) / 6) ** length_alpha`` (Wu et al. 2016).
     ``coverage_penalty`` (GNMT's beta) adds ``beta * sum_j log(min(coverage_j, 1))``.
     The output length cap of a source is ``min(max_length, ceil(max_length_ratio * S))``.
+    ``ctc_weight`` > 0 (models trained with a CTC head only) re-ranks the whole beam of each
+    source by joint CTC-attention log-probability per token (``ctc.rescore_with_ctc``).
     """
 
     beam_size: int = 8
@@ -35,6 +38,11 @@ class SearchConfig:
     coverage_penalty: float = 0.0
     max_length_ratio: float = 2.0
     max_length: int = 200
+    ctc_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ctc_weight <= 1.0:
+            raise InputError(f"search.ctc_weight must be in [0, 1], got {self.ctc_weight}")
 
 
 class Hypothesis(NamedTuple):

@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 import math
 
@@ -7,11 +8,14 @@ from conftest import DECODER, SMALL, SOURCE_SHAPES, VOCAB, tiny_model
 
 from multimodal_s2s.checkpoint import load_model, resume_points
 from multimodal_s2s.config import ConfigError, load_config
-from multimodal_s2s.ctc import BLANK_ID, ctc_loss
-from multimodal_s2s.data.text import EOS_ID, PAD_ID, teacher_forcing_pair
+from multimodal_s2s.ctc import BLANK_ID, ctc_loss, rescore_with_ctc
+from multimodal_s2s.data.text import EOS_ID, PAD_ID, Tokenizer, teacher_forcing_pair
+from multimodal_s2s.decode import decode_batch
+from multimodal_s2s.encoders.base import EncoderOutput
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.evaluate import evaluate_model
 from multimodal_s2s.loss import token_loss
+from multimodal_s2s.search import beam_search
 from multimodal_s2s.train import _Run, build_source, train
 
 PBLSTM = SOURCE_SHAPES["pblstm"] + DECODER  # input_dim 6, hidden 8, two pyramid layers
@@ -192,3 +196,45 @@ def test_ctc_under_autocast_on_cuda_matches_float32_on_cpu():
         losses = ctc_loss(log_probs, ctc_lengths, targets.cuda())
     assert log_probs.dtype == torch.float32 and losses.dtype == torch.float32
     torch.testing.assert_close(losses.cpu(), expected, atol=1e-2, rtol=1e-2)
+
+
+def test_ctc_rescoring_ranks_the_beam_by_joint_log_probability_per_token():
+    model, config = tiny_model(PBLSTM + CTC + ["encoder.ctc_layer=0", "search.beam_size=4"])
+    model.generator.projection.weight.data *= 3  # sharper, so hypotheses differ in length
+    lengths = torch.tensor([30, 22])
+    encoded = model.encode(torch.randn(2, 30, 6), lengths)
+    search = dataclasses.replace(config.search, nbest=4, max_length_ratio=0.5)
+    nbests = beam_search(model, encoded, search)
+    rescored = rescore_with_ctc(model, encoded, nbests, 0.3)
+    for source, (before, after) in enumerate(zip(nbests, rescored, strict=True)):
+        assert sorted(h.tokens for h in before) == sorted(h.tokens for h in after)
+        assert [h.score for h in after] == sorted((h.score for h in after), reverse=True)
+        for hypothesis in after:
+            one = EncoderOutput(encoded.memory[source : source + 1], lengths[source : source + 1])
+            one = one._replace(auxiliary=_row(encoded.auxiliary, source))
+            _, targets = teacher_forcing_pair([hypothesis.tokens])
+            with torch.no_grad():
+                nll = ctc_loss(*model.ctc_log_probs(one), targets, zero_infinity=False)
+            joint = 0.7 * hypothesis.log_prob - 0.3 * float(nll[0])
+            expected = joint / (len(hypothesis.tokens) + 1)
+            assert hypothesis.score == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    unchanged = rescore_with_ctc(model, encoded, nbests, 0.0)
+    for before, after in zip(nbests, unchanged, strict=True):
+        finished = [h for h in before if h.finished]
+        assert [h.tokens for h in after if h.finished][: len(finished)] == [
+            h.tokens for h in sorted(finished, key=lambda h: -h.score)
+        ]
+
+
+def _row(output: EncoderOutput, row: int) -> EncoderOutput:
+    return EncoderOutput(output.memory[row : row + 1], output.lengths[row : row + 1])
+
+
+def test_ctc_rescoring_needs_a_ctc_head_and_a_weight_in_range():
+    model, config = tiny_model(PBLSTM + ["search.beam_size=2", "search.ctc_weight=0.2"])
+    tokenizer = Tokenizer.build(["abcdefgh"], "char")
+    assert len(tokenizer) == VOCAB
+    with pytest.raises(InputError, match="search.ctc_weight needs a model trained with"):
+        decode_batch(model, tokenizer, torch.randn(1, 9, 6), torch.tensor([9]), config.search)
+    with pytest.raises(InputError, match="search.ctc_weight must be in"):
+        load_config(None, ["search.ctc_weight=1.5"])

@@ -99,7 +99,9 @@ def test_resuming_with_another_config_or_vocabulary_is_refused(tmp_path, monkeyp
     changed = load_config(None, overrides + ["decoder.hidden_dim=32"])
     with pytest.raises(InputError, match="decoder.hidden_dim is 64 in the checkpoint and 32 now"):
         train(changed, tmp_path, progress=False, resume=True)
-    longer = load_config(None, overrides + ["train.epochs=2", "train.log_every=5"])
+    longer = load_config(
+        None, overrides + ["train.epochs=2", "train.log_every=5", "search.ctc_weight=0.5"]
+    )
     assert not train(longer, tmp_path, progress=False, resume=True).interrupted
     original_texts = ToySequences.texts
     monkeypatch.setattr(
