@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import DECODER, SMALL, SOURCE_SHAPES, VOCAB, tiny_model
+from conftest import DECODER, SEQUENCES, SMALL, SOURCE_SHAPES, VOCAB, tiny_model
 
 from multimodal_s2s.checkpoint import load_model, resume_points
 from multimodal_s2s.config import ConfigError, load_config
@@ -113,18 +113,7 @@ def test_ctc_loss_is_padding_invariant(ctc_layer):
 
 
 # Toy "speech": every word is 3..6 frames, so word-level CTC fits at the first layer.
-CTC_TASK = [
-    "data.name=toy_sequences",
-    "data.feature_dim=8",
-    "encoder.name=pblstm",
-    "encoder.input_dim=8",
-    "encoder.hidden_dim=32",
-    "encoder.num_layers=1",
-    "encoder.ctc_layer=0",
-    "tokenizer.kind=word",
-    "search.max_length_ratio=4.0",
-    *SMALL,
-]
+CTC_TASK = [*SEQUENCES, "encoder.ctc_layer=0", "tokenizer.kind=word", *SMALL]
 
 
 @pytest.mark.parametrize("weight", [0.0, 0.3])
