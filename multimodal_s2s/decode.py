@@ -34,15 +34,14 @@ def decode_batch(
     False or ``search.beam_size`` is 1); with ``search.ctc_weight`` the whole beam is re-ranked
     with the model's CTC head. Sources must already be on the model's device."""
     encoded = model.encode(sources, lengths)
-    if beam and search.beam_size > 1 and search.ctc_weight > 0:
+    if not beam or search.beam_size == 1:
+        best = greedy_search(model, encoded, search)
+    elif search.ctc_weight == 0:
+        best = [nbest[0] for nbest in beam_search(model, encoded, search)]
+    else:
         if model.ctc is None:
             raise InputError("search.ctc_weight needs a model trained with loss.ctc_weight > 0")
         whole_beams = beam_search(model, encoded, replace(search, nbest=search.beam_size))
-        best = [
-            nbest[0] for nbest in rescore_with_ctc(model, encoded, whole_beams, search.ctc_weight)
-        ]
-    elif beam and search.beam_size > 1:
-        best = [nbest[0] for nbest in beam_search(model, encoded, search)]
-    else:
-        best = greedy_search(model, encoded, search)
+        reranked = rescore_with_ctc(model, encoded, whole_beams, search.ctc_weight)
+        best = [nbest[0] for nbest in reranked]
     return [Decoded(tokenizer.decode(h.tokens), h.score, h) for h in best]

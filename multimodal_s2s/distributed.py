@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from multimodal_s2s.data.batching import Shard
 from multimodal_s2s.errors import InputError
 
 
@@ -28,6 +29,11 @@ class Distributed:
     @property
     def enabled(self) -> bool:
         return self.world > 1
+
+    @property
+    def shard(self) -> Shard:
+        """This process's share of every epoch's data."""
+        return Shard(self.rank, self.world)
 
     @property
     def is_main(self) -> bool:

@@ -7,7 +7,6 @@ import torch
 
 from multimodal_s2s.config import Config
 from multimodal_s2s.data.base import DataSource
-from multimodal_s2s.data.batching import Shard
 from multimodal_s2s.data.text import Tokenizer, teacher_forcing_pair
 from multimodal_s2s.decode import decode_batch
 from multimodal_s2s.distributed import SINGLE_PROCESS, Distributed
@@ -46,9 +45,7 @@ def evaluate_model(
     was_training = model.training
     model.eval()
     total_loss, total_tokens, decode_seconds, numbered = 0.0, 0, 0.0, []
-    batches = data.batches(
-        split, train=False, batch_size=config.train.batch_size, shard=Shard(dist.rank, dist.world)
-    )
+    batches = data.batches(split, train=False, batch_size=config.train.batch_size, shard=dist.shard)
     for local_index, batch in enumerate(batches):
         sources, lengths = batch.tensors_on(device)
         inputs, targets = teacher_forcing_pair([tokenizer.encode(t) for t in batch.texts])

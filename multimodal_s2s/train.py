@@ -53,7 +53,6 @@ from multimodal_s2s.checkpoint import (
 from multimodal_s2s.config import Config, config_to_dict
 from multimodal_s2s.ctc import joint_ctc_attention_loss
 from multimodal_s2s.data.base import DataSource, SourceBatch
-from multimodal_s2s.data.batching import Shard
 from multimodal_s2s.data.text import Tokenizer, teacher_forcing_pair
 from multimodal_s2s.distributed import (
     SINGLE_PROCESS,
@@ -252,7 +251,7 @@ class _Run:
             epoch=epoch,
             seed=train.seed,
             start=start,
-            shard=Shard(self.dist.rank, self.dist.world),
+            shard=self.dist.shard,
         )
 
     def fit(self) -> TrainResult:
