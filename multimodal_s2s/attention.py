@@ -126,10 +126,16 @@ class AdditiveAttention(Attention):
     def _scores(self, query: Tensor, keys: Tensor, previous: Tensor) -> Tensor:
         return self._energy(keys.unsqueeze(1), query)
 
-    def _energy(self, keys: Tensor, query: Tensor) -> Tensor:
-        """keys ``(B, 1 or K, S, A)``, query ``(B, K, Q)`` -> ``v . tanh(keys + W q)``."""
+    def _energy(self, keys: Tensor, query: Tensor, location: Tensor | None = None) -> Tensor:
+        """keys ``(B, 1 or K, S, A)``, query ``(B, K, Q)``, location ``(B, K, S, A)`` ->
+        ``v . tanh(keys + W q [+ location])`` ``(B, K, S)``.
+
+        ``location`` is overwritten: the sum and the ``tanh`` are computed in one buffer,
+        which matters for large beams, where each ``(B, K, S, A)`` temporary is megabytes.
+        """
         projected = self.query_projection(query).unsqueeze(2)
-        return self.energy(torch.tanh(keys + projected)).squeeze(3)
+        hidden = keys + projected if location is None else location.add_(keys).add_(projected)
+        return self.energy(hidden.tanh_()).squeeze(3)
 
     def _gate(self, query: Tensor, context: Tensor) -> Tensor:
         if self.gate is None:
@@ -153,7 +159,7 @@ class LocationAttention(AdditiveAttention):
         batch, groups, length = previous.shape
         location = self.location_conv(previous.reshape(batch * groups, 1, length))
         location = self.location_projection(location.transpose(1, 2))
-        return self._energy(keys.unsqueeze(1) + location.view(batch, groups, length, -1), query)
+        return self._energy(keys.unsqueeze(1), query, location.view(batch, groups, length, -1))
 
 
 ATTENTIONS = {

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from multimodal_s2s.data.text import EOS_ID, PAD_ID
+from multimodal_s2s.data.text import BOS_ID, EOS_ID, PAD_ID
 from multimodal_s2s.encoders.base import EncoderOutput
-from multimodal_s2s.search import Hypothesis
+from multimodal_s2s.masking import padding_mask
 
 BLANK_ID = PAD_ID
 
@@ -90,37 +90,82 @@ def joint_ctc_attention_loss(
     return weight * ctc + (1.0 - weight) * attention
 
 
-def rescore_with_ctc(
-    model: nn.Module, encoded: EncoderOutput, nbests: list[list[Hypothesis]], weight: float
-) -> list[list[Hypothesis]]:
-    """Re-rank each source's n-best list by joint CTC-attention log-probability per token.
+class CTCPrefixScorer:
+    """CTC prefix scores for batched beam search (joint CTC-attention decoding, Watanabe et
+    al. 2017, Algorithm 2), for every candidate token of every beam at once.
 
-    A hypothesis of ``n`` tokens scores ``((1 - weight) * log p_att + weight * log p_ctc) /
-    (n + 1)`` (EOS counted, as ``length_norm: length`` does); a hypothesis whose labels cannot
-    fit the source's CTC frames scores ``-inf``.
+    For a prefix ``g`` the scorer keeps the forward variables ``r_t^n(g)`` and ``r_t^b(g)``
+    (log-probability of ``g`` over frames ``1..t``, ending in a label or a blank) and the
+    prefix probability ``psi(g)`` (of every CTC output that starts with ``g``). ``joint``
+    returns ``(1 - weight) * log p_att(c | g) + weight * (psi(g c) - psi(g))`` for every token
+    ``c``; EOS uses ``psi(g EOS) = log p_ctc(g | x)``. Along one hypothesis the CTC terms
+    telescope to ``log p_ctc(y | x)``, so a finished hypothesis scores ``(1 - weight) *
+    log p_att(y) + weight * log p_ctc(y)``. Padded frames are made to emit blank with
+    probability 1, so padding changes no score. PAD and BOS score ``-inf``.
 
-    Args:
-        model: a ``Seq2Seq`` built with a CTC head.
-        encoded: the encoder output the hypotheses were searched on, ``B`` sources.
-        nbests: ``B`` lists of hypotheses (``beam_search``'s output).
-        weight: CTC weight in ``[0, 1]``.
-
-    Returns:
-        The same hypotheses with the joint ``score``, best first per source.
+    Rows are beam rows ``i * K + k`` as in ``search.beam_search``, which calls ``joint``,
+    then ``select`` with the chosen parents and tokens, then ``keep`` when sources leave.
     """
-    log_probs, lengths = model.ctc_log_probs(encoded)
-    owners = [source for source, nbest in enumerate(nbests) for _ in nbest]
-    hypotheses = [hypothesis for nbest in nbests for hypothesis in nbest]
-    if not hypotheses:
-        return nbests
-    longest = max(len(h.tokens) for h in hypotheses) + 1
-    targets = torch.full((len(hypotheses), longest), PAD_ID, dtype=torch.long)
-    for row, hypothesis in enumerate(hypotheses):
-        targets[row, : len(hypothesis.tokens)] = torch.tensor(hypothesis.tokens, dtype=torch.long)
-    index = torch.tensor(owners, device=log_probs.device)
-    nll = ctc_loss(log_probs[index], lengths[index], targets.to(log_probs.device), False)
-    rescored = [[] for _ in nbests]
-    for hypothesis, owner, ctc_nll in zip(hypotheses, owners, nll.tolist(), strict=True):
-        joint = (1.0 - weight) * hypothesis.log_prob - weight * ctc_nll
-        rescored[owner].append(hypothesis._replace(score=joint / (len(hypothesis.tokens) + 1)))
-    return [sorted(nbest, key=lambda h: -h.score) for nbest in rescored]
+
+    def __init__(self, log_probs: Tensor, lengths: Tensor, beam_size: int, weight: float) -> None:
+        """``log_probs`` ``(B, T, V)`` and ``lengths`` ``(B,)`` from ``Seq2Seq.ctc_log_probs``;
+        ``weight`` in ``(0, 1]``."""
+        if not 0.0 < weight <= 1.0:
+            raise ValueError(f"the CTC weight of joint decoding must be in (0, 1], got {weight}")
+        frames = log_probs.transpose(0, 1)
+        blank_only = torch.full_like(frames[0, 0], float("-inf"))
+        blank_only[BLANK_ID] = 0.0
+        padding = padding_mask(lengths, frames.size(0)).transpose(0, 1).unsqueeze(2)
+        self.frames = torch.where(padding, blank_only, frames).repeat_interleave(beam_size, 1)
+        self.lengths = lengths.repeat_interleave(beam_size)
+        self.weight = weight
+        rows = self.frames.size(1)
+        self.nonblank = torch.full_like(self.frames[:, :, 0], float("-inf"))
+        self.blank = self.frames[:, :, BLANK_ID].cumsum(0)
+        self.prefix = self.blank.new_zeros(rows)
+        self.last: Tensor | None = None
+        self._candidates: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def joint(self, attention_log_probs: Tensor) -> Tensor:
+        """``(N, V)`` attention log-probabilities of the next token -> ``(N, V)`` joint ones."""
+        frames = self.frames
+        total = torch.logaddexp(self.nonblank, self.blank)
+        start = total.unsqueeze(2).expand_as(frames)
+        if self.last is not None:
+            repeat = F.one_hot(self.last, frames.size(2)).bool()
+            start = torch.where(repeat, self.blank.unsqueeze(2), start)
+        nonblank = torch.empty_like(frames)
+        blank = torch.empty_like(frames)
+        nonblank[0] = frames[0] if self.last is None else float("-inf")
+        blank[0] = float("-inf")
+        for t in range(1, frames.size(0)):
+            nonblank[t] = torch.logaddexp(nonblank[t - 1], start[t - 1]) + frames[t]
+            blank[t] = torch.logaddexp(blank[t - 1], nonblank[t - 1]) + frames[t, :, BLANK_ID, None]
+        prefix = torch.logsumexp(torch.cat([nonblank[:1], start[:-1] + frames[1:]]), dim=0)
+        prefix[:, EOS_ID] = total[-1]
+        prefix[:, [PAD_ID, BOS_ID]] = float("-inf")
+        self._candidates = nonblank, blank, prefix
+        impossible = prefix == float("-inf")
+        increment = torch.where(impossible, float("-inf"), prefix - self.prefix.unsqueeze(1))
+        if self.weight == 1.0:
+            return increment
+        return (1.0 - self.weight) * attention_log_probs + self.weight * increment
+
+    def select(self, parents: Tensor, tokens: Tensor) -> None:
+        """Make row ``r`` the prefix ``parents[r]`` extended by ``tokens[r]`` (``(N,)`` each)."""
+        nonblank, blank, prefix = self._candidates
+        self.nonblank = nonblank[:, parents, tokens]
+        self.blank = blank[:, parents, tokens]
+        self.prefix = prefix[parents, tokens]
+        self.last = tokens
+        self._candidates = None
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep only ``rows`` ``(N',)`` and the frames the longest of them uses."""
+        length = int(self.lengths[rows].max()) if rows.numel() else 0
+        self.frames = self.frames[:length, rows]
+        self.lengths = self.lengths[rows]
+        self.nonblank = self.nonblank[:length, rows]
+        self.blank = self.blank[:length, rows]
+        self.prefix = self.prefix[rows]
+        self.last = self.last[rows] if self.last is not None else None

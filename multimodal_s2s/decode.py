@@ -1,12 +1,11 @@
 """Decoding batches to text, shared by training, evaluation and the CLI."""
 
-from dataclasses import replace
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from multimodal_s2s.ctc import rescore_with_ctc
+from multimodal_s2s.ctc import CTCPrefixScorer
 from multimodal_s2s.data.text import Tokenizer
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.model import Seq2Seq
@@ -31,17 +30,17 @@ def decode_batch(
     beam: bool = True,
 ) -> list[Decoded]:
     """Encode a padded batch and decode it with beam search (or greedy when ``beam`` is
-    False or ``search.beam_size`` is 1); with ``search.ctc_weight`` the whole beam is re-ranked
-    with the model's CTC head. Sources must already be on the model's device."""
+    False or ``search.beam_size`` is 1); with ``search.ctc_weight`` beam search adds the
+    model's CTC prefix scores. Sources must already be on the model's device."""
     encoded = model.encode(sources, lengths)
     if not beam or search.beam_size == 1:
         best = greedy_search(model, encoded, search)
-    elif search.ctc_weight == 0:
-        best = [nbest[0] for nbest in beam_search(model, encoded, search)]
     else:
-        if model.ctc is None:
-            raise InputError("search.ctc_weight needs a model trained with loss.ctc_weight > 0")
-        whole_beams = beam_search(model, encoded, replace(search, nbest=search.beam_size))
-        reranked = rescore_with_ctc(model, encoded, whole_beams, search.ctc_weight)
-        best = [nbest[0] for nbest in reranked]
+        scorer = None
+        if search.ctc_weight:
+            if model.ctc is None:
+                raise InputError("search.ctc_weight needs a model trained with loss.ctc_weight > 0")
+            log_probs, ctc_lengths = model.ctc_log_probs(encoded)
+            scorer = CTCPrefixScorer(log_probs, ctc_lengths, search.beam_size, search.ctc_weight)
+        best = [nbest[0] for nbest in beam_search(model, encoded, search, scorer)]
     return [Decoded(tokenizer.decode(h.tokens), h.score, h) for h in best]

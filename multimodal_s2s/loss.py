@@ -17,15 +17,23 @@ class LossConfig:
     (1 - ctc_weight) * attention`` (both summed over the batch, divided by the target tokens).
     The CTC head reads the encoder's auxiliary frames (pblstm: ``encoder.ctc_layer``), else
     its memory; see ``ctc.py``. 0 builds no CTC head and trains exactly as without it.
+
+    ``bag_of_words_weight`` >= 0 adds that times the bag-of-words loss of the encoder memory
+    (``bag_of_words.py``: is each vocabulary token in the target?). 0 builds no head.
     """
 
     label_smoothing: float = 0.1
     attention_penalty: float = 0.0
     ctc_weight: float = 0.0
+    bag_of_words_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ctc_weight < 1.0:
             raise InputError(f"loss.ctc_weight must be in [0, 1), got {self.ctc_weight}")
+        if self.bag_of_words_weight < 0.0:
+            raise InputError(
+                f"loss.bag_of_words_weight must be >= 0, got {self.bag_of_words_weight}"
+            )
 
 
 def token_loss(log_probs: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:

@@ -3,6 +3,7 @@
 import torch
 from torch import Tensor, nn
 
+from multimodal_s2s.bag_of_words import BagOfWordsHead
 from multimodal_s2s.ctc import CTCHead, ctc_frames
 from multimodal_s2s.decoder import AttentionDecoder
 from multimodal_s2s.encoders import ENCODERS, Encoder, EncoderOutput
@@ -13,7 +14,8 @@ from multimodal_s2s.sources import SOURCES
 class Seq2Seq(nn.Module):
     """``frontend`` (optional, e.g. log-mel) -> encoder -> attention decoder -> generator.
 
-    ``ctc`` (optional) is the head of the auxiliary CTC loss used in training only.
+    ``ctc`` and ``bag_of_words`` (optional) are the heads of auxiliary losses on the encoder
+    output (``ctc.py``, ``bag_of_words.py``); ``ctc`` can also re-rank beam search results.
     """
 
     def __init__(
@@ -23,6 +25,7 @@ class Seq2Seq(nn.Module):
         generator: Generator,
         frontend: nn.Module | None = None,
         ctc: CTCHead | None = None,
+        bag_of_words: BagOfWordsHead | None = None,
     ) -> None:
         super().__init__()
         self.frontend = frontend
@@ -30,6 +33,7 @@ class Seq2Seq(nn.Module):
         self.decoder = decoder
         self.generator = generator
         self.ctc = ctc
+        self.bag_of_words = bag_of_words
 
     def encode(self, sources: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
         """Raw sources (``(B, N)`` waveforms, ``(B, T, F)`` features, ``(B, C, H, W)`` images)
@@ -75,8 +79,9 @@ def build_model(config, vocab_size: int) -> Seq2Seq:
     """Build every part from a ``Config`` (see ``config.py``) and a vocabulary size.
 
     The frontend (e.g. log-mel features) comes from the data source named by ``config.data``.
-    The CTC head exists only with ``loss.ctc_weight > 0``; it is built last, so the other
-    parts start from the same weights with and without it.
+    The CTC head exists only with ``loss.ctc_weight > 0`` and the bag-of-words head only with
+    ``loss.bag_of_words_weight > 0``; they are built last, so the other parts start from the
+    same weights with and without them.
     """
     source_class, _ = SOURCES[config.data.name]
     frontend = source_class.build_frontend(config.data)
@@ -94,4 +99,7 @@ def build_model(config, vocab_size: int) -> Seq2Seq:
     if config.loss.ctc_weight > 0:
         ctc_dim = encoder.auxiliary_dim or encoder.output_dim
         ctc = CTCHead(ctc_dim, vocab_size)
-    return Seq2Seq(encoder, decoder, generator, frontend, ctc)
+    bag_of_words = None
+    if config.loss.bag_of_words_weight > 0:
+        bag_of_words = BagOfWordsHead(encoder.output_dim, vocab_size)
+    return Seq2Seq(encoder, decoder, generator, frontend, ctc, bag_of_words)

@@ -9,7 +9,7 @@ normalised or GNMT-penalised, plus the optional coverage penalty).
 """
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -27,8 +27,9 @@ class SearchConfig:
     token (EOS counted), "gnmt" divides by ``((5 + n) / 6) ** length_alpha`` (Wu et al. 2016).
     ``coverage_penalty`` (GNMT's beta) adds ``beta * sum_j log(min(coverage_j, 1))``.
     The output length cap of a source is ``min(max_length, ceil(max_length_ratio * S))``.
-    ``ctc_weight`` > 0 (models trained with a CTC head only) re-ranks the whole beam of each
-    source by joint CTC-attention log-probability per token (``ctc.rescore_with_ctc``).
+    ``ctc_weight`` > 0 (models trained with a CTC head only): beam search scores every
+    extension by ``(1 - w) * log p_att + w * log p_ctc`` with CTC prefix scores
+    (``ctc.CTCPrefixScorer``); greedy search ignores it.
     """
 
     beam_size: int = 8
@@ -131,13 +132,33 @@ def greedy_search(model, encoded: EncoderOutput, config: SearchConfig) -> list[H
     return hypotheses
 
 
+class PrefixScorer(Protocol):
+    """A second model scoring every extension of every beam (e.g. ``ctc.CTCPrefixScorer``).
+
+    Rows are beam rows ``i * K + k``. Each step beam search calls ``joint`` with the
+    decoder's ``(N, V)`` log-probabilities and ranks by what it returns, then ``select``
+    with the ``(N,)`` parent rows and tokens it chose, then ``keep`` with the rows of the
+    sources still decoding when some leave.
+    """
+
+    def joint(self, log_probs: Tensor) -> Tensor: ...
+
+    def select(self, parents: Tensor, tokens: Tensor) -> None: ...
+
+    def keep(self, rows: Tensor) -> None: ...
+
+
 @torch.no_grad()
-def beam_search(model, encoded: EncoderOutput, config: SearchConfig) -> list[list[Hypothesis]]:
+def beam_search(
+    model, encoded: EncoderOutput, config: SearchConfig, scorer: PrefixScorer | None = None
+) -> list[list[Hypothesis]]:
     """Batched beam search: every step advances all unfinished sources' beams together.
 
     Args:
         model: a ``Seq2Seq`` (its ``decoder`` and ``generator`` are used).
         encoded: memory ``(B, S, D)`` and lengths ``(B,)``.
+        scorer: optional; beams are then extended and ranked by its joint log-probabilities
+            (``Hypothesis.log_prob`` is their total) instead of the decoder's alone.
 
     Returns:
         for each source, its ``nbest`` hypotheses (at most ``beam_size``), best first. A source
@@ -151,13 +172,21 @@ def beam_search(model, encoded: EncoderOutput, config: SearchConfig) -> list[lis
     results: list[list[Hypothesis]] = [[] for _ in range(memory.mask.size(0))]
     while beams.sources.numel() > 0:
         output, state = model.decoder.step(beams.next_tokens(), memory, state)
-        state = state.select(beams.advance(model.generator(output), state.weights))
+        log_probs = model.generator(output)
+        if scorer is not None:
+            log_probs = scorer.joint(log_probs)
+        parents = beams.advance(log_probs, state.weights)
+        if scorer is not None:
+            scorer.select(parents, beams.tokens[-1])
+        state = state.select(parents)
         done = beams.done()
         for local in done.nonzero().flatten().tolist():
             results[int(beams.sources[local])] = beams.hypotheses(local)
         if bool(done.any()):
             kept, rows, length = beams.keep(~done)
             memory, state = memory.select(kept, length), state.select(rows, length)
+            if scorer is not None:
+                scorer.keep(rows)
     return results
 
 

@@ -41,6 +41,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from multimodal_s2s.bag_of_words import bag_of_words_loss
 from multimodal_s2s.checkpoint import (
     load_checkpoint,
     load_newest_resume_point,
@@ -341,6 +342,9 @@ class _Run:
             if self.config.loss.attention_penalty:
                 penalty = doubly_stochastic_penalty(weights.float(), targets, encoded.lengths)
                 loss = loss + self.config.loss.attention_penalty * penalty
+            if self.config.loss.bag_of_words_weight:
+                presence = bag_of_words_loss(self.model.bag_of_words(encoded), targets)
+                loss = loss + self.config.loss.bag_of_words_weight * presence
         items = torch.tensor(float(len(batch.texts)), device=self.device)
         totals = torch.stack([loss.detach(), (targets != 0).sum().float(), items])
         self.dist.all_sum(totals)

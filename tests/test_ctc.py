@@ -8,10 +8,9 @@ from conftest import DECODER, SEQUENCES, SMALL, SOURCE_SHAPES, VOCAB, tiny_model
 
 from multimodal_s2s.checkpoint import load_model, resume_points
 from multimodal_s2s.config import ConfigError, load_config
-from multimodal_s2s.ctc import BLANK_ID, ctc_loss, rescore_with_ctc
+from multimodal_s2s.ctc import BLANK_ID, CTCPrefixScorer, ctc_loss
 from multimodal_s2s.data.text import EOS_ID, PAD_ID, Tokenizer, teacher_forcing_pair
 from multimodal_s2s.decode import decode_batch
-from multimodal_s2s.encoders.base import EncoderOutput
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.evaluate import evaluate_model
 from multimodal_s2s.loss import token_loss
@@ -187,39 +186,83 @@ def test_ctc_under_autocast_on_cuda_matches_float32_on_cpu():
     torch.testing.assert_close(losses.cpu(), expected, atol=1e-2, rtol=1e-2)
 
 
-def test_ctc_rescoring_ranks_the_beam_by_joint_log_probability_per_token():
-    model, config = tiny_model(PBLSTM + CTC + ["encoder.ctc_layer=0", "search.beam_size=4"])
-    model.generator.projection.weight.data *= 3  # sharper, so hypotheses differ in length
-    lengths = torch.tensor([30, 22])
-    encoded = model.encode(torch.randn(2, 30, 6), lengths)
-    search = dataclasses.replace(config.search, nbest=4, max_length_ratio=0.5)
-    nbests = beam_search(model, encoded, search)
-    rescored = rescore_with_ctc(model, encoded, nbests, 0.3)
-    for source, (before, after) in enumerate(zip(nbests, rescored, strict=True)):
-        assert sorted(h.tokens for h in before) == sorted(h.tokens for h in after)
-        assert [h.score for h in after] == sorted((h.score for h in after), reverse=True)
-        for hypothesis in after:
-            one = EncoderOutput(encoded.memory[source : source + 1], lengths[source : source + 1])
-            one = one._replace(auxiliary=_row(encoded.auxiliary, source))
-            _, targets = teacher_forcing_pair([hypothesis.tokens])
+def _follow(scorer: CTCPrefixScorer, sequences: list[list[int]], vocab: int) -> torch.Tensor:
+    """Feed each row its sequence then EOS (beam 1); return the summed CTC increments."""
+    rows = len(sequences)
+    totals = torch.zeros(rows, dtype=torch.float64)
+    for step in range(max(map(len, sequences)) + 1):
+        increments = scorer.joint(torch.zeros(rows, vocab, dtype=torch.float64))
+        tokens = torch.tensor([s[step] if step < len(s) else EOS_ID for s in sequences])
+        for row, sequence in enumerate(sequences):
+            if step <= len(sequence):
+                totals[row] += increments[row, tokens[row]]
+        scorer.select(torch.arange(rows), tokens)
+    return totals
+
+
+def test_ctc_prefix_scores_telescope_to_the_ctc_log_probability():
+    log_probs = torch.log_softmax(torch.randn(3, 12, 7, dtype=torch.float64), dim=-1)
+    lengths = torch.tensor([12, 9, 6])
+    sequences = [[4, 5, 5, 6], [6, 4], [5, 4, 4]]  # repeats need a blank between them
+    totals = _follow(CTCPrefixScorer(log_probs, lengths, 1, 1.0), sequences, 7)
+    _, targets = teacher_forcing_pair(sequences)
+    expected = -ctc_loss(log_probs, lengths, targets, zero_infinity=False)
+    torch.testing.assert_close(totals, expected, rtol=1e-12, atol=1e-12)
+    impossible = _follow(CTCPrefixScorer(log_probs[2:], lengths[2:], 1, 1.0), [[4] * 4], 7)
+    assert impossible.item() == float("-inf")  # 4 repeats need 7 frames, there are 6
+
+
+def test_ctc_prefix_scores_ignore_padding():
+    log_probs = torch.log_softmax(torch.randn(2, 10, 6, dtype=torch.float64), dim=-1)
+    lengths = torch.tensor([10, 7])
+    together = CTCPrefixScorer(log_probs, lengths, 1, 1.0)
+    alone = CTCPrefixScorer(log_probs[1:, :7], lengths[1:], 1, 1.0)
+    for tokens in ([4, 5], [5, 5], [5, EOS_ID]):
+        both = together.joint(torch.zeros(2, 6, dtype=torch.float64))[1]
+        one = alone.joint(torch.zeros(1, 6, dtype=torch.float64))[0]
+        finite = both > float("-inf")
+        assert torch.equal(finite, one > float("-inf"))
+        torch.testing.assert_close(both[finite], one[finite], rtol=1e-12, atol=1e-12)
+        together.select(torch.arange(2), torch.tensor(tokens))
+        alone.select(torch.arange(1), torch.tensor(tokens[1:]))
+
+
+def _joint_beam_search(model, encoded, search):
+    log_probs, lengths = model.ctc_log_probs(encoded)
+    scorer = CTCPrefixScorer(log_probs, lengths, search.beam_size, search.ctc_weight)
+    return beam_search(model, encoded, search, scorer)
+
+
+def test_joint_ctc_attention_beam_search_scores_and_batching():
+    overrides = ["encoder.ctc_layer=0", "search.beam_size=4", "search.ctc_weight=0.3"]
+    model, config = tiny_model(PBLSTM + CTC + overrides)
+    model.ctc.projection.bias.data[BLANK_ID] += 4.0  # mostly blank: hypotheses end early
+    lengths = torch.tensor([30, 22, 14])
+    features = torch.randn(3, 30, 6)
+    search = dataclasses.replace(config.search, nbest=4, max_length_ratio=1.0)
+    with torch.no_grad():
+        encoded = model.encode(features, lengths)
+        nbests = _joint_beam_search(model, encoded, search)
+    assert any(h.finished for nbest in nbests for h in nbest)
+    for source, nbest in enumerate(nbests):
+        one = model.encode(features[source : source + 1, : lengths[source]], lengths[[source]])
+        with torch.no_grad():
+            alone = _joint_beam_search(model, one, search)[0]
+        assert [h.tokens for h in alone] == [h.tokens for h in nbest]
+        for a, b in zip(alone, nbest, strict=True):
+            assert a.score == pytest.approx(b.score, rel=1e-5, abs=1e-5)
+        for hypothesis in (h for h in nbest if h.finished):
+            inputs, targets = teacher_forcing_pair([hypothesis.tokens])
             with torch.no_grad():
-                nll = ctc_loss(*model.ctc_log_probs(one), targets, zero_infinity=False)
-            joint = 0.7 * hypothesis.log_prob - 0.3 * float(nll[0])
-            expected = joint / (len(hypothesis.tokens) + 1)
-            assert hypothesis.score == pytest.approx(expected, rel=1e-5, abs=1e-6)
-    unchanged = rescore_with_ctc(model, encoded, nbests, 0.0)
-    for before, after in zip(nbests, unchanged, strict=True):
-        finished = [h for h in before if h.finished]
-        assert [h.tokens for h in after if h.finished][: len(finished)] == [
-            h.tokens for h in sorted(finished, key=lambda h: -h.score)
-        ]
+                source_features = features[source : source + 1, : lengths[source]]
+                log_probs, _, encoded_one = model(source_features, lengths[[source]], inputs)
+                attention = -token_loss(log_probs, targets)
+                ctc = -ctc_loss(*model.ctc_log_probs(encoded_one), targets, False)
+            expected = 0.7 * float(attention) + 0.3 * float(ctc[0])
+            assert hypothesis.log_prob == pytest.approx(expected, rel=1e-4, abs=1e-4)
 
 
-def _row(output: EncoderOutput, row: int) -> EncoderOutput:
-    return EncoderOutput(output.memory[row : row + 1], output.lengths[row : row + 1])
-
-
-def test_ctc_rescoring_needs_a_ctc_head_and_a_weight_in_range():
+def test_joint_ctc_decoding_needs_a_ctc_head_and_a_weight_in_range():
     model, config = tiny_model(PBLSTM + ["search.beam_size=2", "search.ctc_weight=0.2"])
     tokenizer = Tokenizer.build(["abcdefgh"], "char")
     assert len(tokenizer) == VOCAB

@@ -45,13 +45,21 @@ def test_pblstm_rejects_too_short_inputs():
 
 
 @pytest.mark.parametrize(("height", "width"), [(32, 32), (40, 24), (17, 50)])
-def test_cnn_grid_is_flattened_to_memory(height, width):
-    encoder = CNNEncoder(CNNConfig(channels=[4, 8, 16], output_dim=10)).eval()
+@pytest.mark.parametrize("pooled", [None, 2, 0])
+def test_cnn_grid_is_flattened_to_memory(height, width, pooled):
+    config = CNNConfig(channels=[4, 8, 16], pooled_blocks=pooled, output_dim=10)
+    encoder = CNNEncoder(config).eval()
     out = encoder(torch.randn(2, 3, height, width))
-    grid = (height // 8, width // 8)
+    stride = 2 ** (3 if pooled is None else pooled)
+    grid = (height // stride, width // stride)
     assert encoder.grid_size(height, width) == grid
     assert out.memory.shape == (2, grid[0] * grid[1], 10)
     assert out.lengths.tolist() == [grid[0] * grid[1]] * 2
+
+
+def test_cnn_pooled_blocks_out_of_range_is_named():
+    with pytest.raises(InputError, match=r"encoder.pooled_blocks must be between 0 and .* \(2\)"):
+        CNNConfig(channels=[4, 8], pooled_blocks=3)
 
 
 @pytest.mark.parametrize(("layers", "channels"), [(1, 64), (2, 128), (4, 512)])

@@ -6,21 +6,31 @@ import torch
 from torch import Tensor, nn
 
 from multimodal_s2s.encoders.base import Encoder, EncoderOutput
+from multimodal_s2s.errors import InputError
 
 
 @dataclass
 class CNNConfig:
-    """``len(channels)`` blocks of (3x3 conv, batch norm, ReLU, 2x2 max pool).
+    """``len(channels)`` blocks of (3x3 conv, batch norm, ReLU), the first ``pooled_blocks``
+    (default: all) followed by a 2x2 max pool.
 
-    An ``H x W`` image gives an ``H // 2**n x W // 2**n`` grid (``n = len(channels)``),
+    An ``H x W`` image gives an ``H // 2**n x W // 2**n`` grid (``n = pooled_blocks``),
     flattened row by row to ``S = H' * W'`` memory positions.
     """
 
     name: str = "cnn"
     in_channels: int = 3
     channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    pooled_blocks: int | None = None
     output_dim: int | None = None
     dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.pooled_blocks is not None and not 0 <= self.pooled_blocks <= len(self.channels):
+            raise InputError(
+                f"encoder.pooled_blocks must be between 0 and len(encoder.channels) "
+                f"({len(self.channels)}), got {self.pooled_blocks}"
+            )
 
 
 class CNNEncoder(Encoder):
@@ -30,16 +40,18 @@ class CNNEncoder(Encoder):
         super().__init__()
         blocks: list[nn.Module] = []
         in_channels = config.in_channels
-        for channels in config.channels:
+        pooled = len(config.channels) if config.pooled_blocks is None else config.pooled_blocks
+        for index, channels in enumerate(config.channels):
             blocks += [
                 nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
                 nn.BatchNorm2d(channels),
                 nn.ReLU(inplace=True),
-                nn.MaxPool2d(2),
             ]
+            if index < pooled:
+                blocks.append(nn.MaxPool2d(2))
             in_channels = channels
         self.trunk = nn.Sequential(*blocks)
-        self.reduction = 2 ** len(config.channels)
+        self.reduction = 2**pooled
         self.head = _GridHead(in_channels, config.output_dim, config.dropout)
         self.output_dim = self.head.output_dim
 
@@ -51,7 +63,7 @@ class CNNEncoder(Encoder):
         """Encode images.
 
         Args:
-            inputs: ``(B, C, H, W)`` images, ``H, W >= 2**n``.
+            inputs: ``(B, C, H, W)`` images, ``H, W >= 2**n`` (``n = pooled_blocks``).
             lengths: ignored (images carry no padding).
 
         Returns:

@@ -1,0 +1,68 @@
+import math
+
+import pytest
+import torch
+from conftest import DECODER, IMAGES, SMALL, SOURCE_SHAPES, VOCAB, tiny_model
+
+from multimodal_s2s.bag_of_words import bag_of_words_loss
+from multimodal_s2s.config import load_config
+from multimodal_s2s.data.text import EOS_ID, PAD_ID, teacher_forcing_pair
+from multimodal_s2s.encoders.base import EncoderOutput
+from multimodal_s2s.errors import InputError
+from multimodal_s2s.loss import token_loss
+from multimodal_s2s.train import _Run
+
+BAG = ["loss.bag_of_words_weight=0.5"]
+
+
+def test_loss_counts_each_present_token_once_and_skips_special_tokens():
+    logits = torch.randn(2, VOCAB, dtype=torch.float64)
+    targets = torch.tensor([[5, 7, 5, EOS_ID], [4, EOS_ID, PAD_ID, PAD_ID]])
+    expected = 0.0
+    for row, present in enumerate([{5, 7}, {4}]):
+        for token in range(4, VOCAB):  # 0..3 are PAD, BOS, EOS, UNK
+            p = torch.sigmoid(logits[row, token]).item()
+            expected -= math.log(p) if token in present else math.log(1 - p)
+    assert bag_of_words_loss(logits, targets).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_head_takes_the_best_valid_position():
+    model, _ = tiny_model(SOURCE_SHAPES["pblstm"] + DECODER + BAG)
+    memory = torch.randn(2, 5, model.encoder.output_dim)
+    lengths = torch.tensor([5, 3])
+    logits = model.bag_of_words(EncoderOutput(memory, lengths))
+    per_position = model.bag_of_words.projection(memory)
+    torch.testing.assert_close(logits[0], per_position[0].amax(0))
+    torch.testing.assert_close(logits[1], per_position[1, :3].amax(0))
+    memory[1, 3:] = 1e6  # padding cannot win
+    torch.testing.assert_close(model.bag_of_words(EncoderOutput(memory, lengths)), logits)
+
+
+def test_no_head_without_a_weight_and_the_head_is_built_last():
+    model, _ = tiny_model(SOURCE_SHAPES["cnn"] + DECODER)
+    assert model.bag_of_words is None
+    with_head, _ = tiny_model(SOURCE_SHAPES["cnn"] + DECODER + BAG)
+    assert with_head.bag_of_words.projection.out_features == VOCAB
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(with_head.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_train_step_adds_the_weighted_bag_of_words_loss(tmp_path):
+    config = load_config(None, IMAGES + SMALL + BAG + ["data.num_train=8"])
+    run = _Run(config, tmp_path, progress=False, resume=False)
+    (batch,) = run._train_batches(epoch=0)
+    inputs, targets = teacher_forcing_pair([run.tokenizer.encode(t) for t in batch.texts])
+    with torch.no_grad():
+        log_probs, weights, encoded = run.model(batch.sources, batch.lengths, inputs)
+        attention = token_loss(log_probs, targets)
+        penalty = ((1 - weights.masked_fill((targets == PAD_ID).unsqueeze(2), 0).sum(1)) ** 2).sum()
+        presence = bag_of_words_loss(run.model.bag_of_words(encoded), targets)
+        expected = (attention + 0.1 * penalty + 0.5 * presence) / int((targets != PAD_ID).sum())
+    head = run.model.bag_of_words.projection.weight.detach().clone()
+    assert run._train_step(run.model, batch)[0] == pytest.approx(float(expected), rel=1e-5)
+    assert not torch.equal(head, run.model.bag_of_words.projection.weight)
+
+
+def test_negative_weight_is_named():
+    with pytest.raises(InputError, match="loss.bag_of_words_weight must be >= 0, got -1.0"):
+        load_config(None, ["loss.bag_of_words_weight=-1"])
