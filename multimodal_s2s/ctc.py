@@ -11,6 +11,8 @@ the encoder learn monotonic alignments early, which pulls the attention along.
 - Targets: the decoder targets ``y_1 .. y_m`` without EOS (``y_m``). An utterance whose
   labels cannot fit its frames has an infinite loss; it is counted as zero (loss and
   gradient, ``zero_infinity``), and the attention loss still trains on it.
+- Decoding: ``CTCPrefixScorer`` adds CTC prefix scores to every beam search step
+  (``search.ctc_weight``, joint CTC-attention decoding as in ESPnet).
 """
 
 import torch
