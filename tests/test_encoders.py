@@ -57,6 +57,27 @@ def test_cnn_grid_is_flattened_to_memory(height, width, pooled):
     assert out.lengths.tolist() == [grid[0] * grid[1]] * 2
 
 
+@pytest.mark.parametrize("name", ["cnn", "resnet"])
+def test_image_encoders_append_grid_coordinates(name):
+    encoder_class, config_class = ENCODERS[name]
+    shape = {"channels": [4, 8]} if name == "cnn" else {"trunk_layers": 1}
+    plain = encoder_class(config_class(**shape)).eval()
+    encoder = encoder_class(config_class(**shape, coordinates=True)).eval()
+    encoder.load_state_dict(plain.state_dict())  # no projection: the same trunk weights
+    images = torch.randn(2, 3, 24, 16)
+    memory = encoder(images).memory
+    grid = encoder.grid_size(24, 16)
+    assert encoder.output_dim == plain.output_dim + 2 == memory.size(2)
+    torch.testing.assert_close(memory[..., :-2], plain(images).memory)
+    rows, columns = memory[0, :, -2].view(grid), memory[0, :, -1].view(grid)
+    assert rows[:, 0].tolist() == torch.linspace(-1, 1, grid[0]).tolist()
+    assert columns[0].tolist() == torch.linspace(-1, 1, grid[1]).tolist()
+    assert torch.all(rows == rows[:, :1]) and torch.all(columns == columns[:1])
+    assert torch.equal(memory[1, :, -2:], memory[0, :, -2:])
+    projected = encoder_class(config_class(**shape, coordinates=True, output_dim=5))
+    assert projected.head.projection.in_features == plain.output_dim + 2
+
+
 def test_cnn_pooled_blocks_out_of_range_is_named():
     with pytest.raises(InputError, match=r"encoder.pooled_blocks must be between 0 and .* \(2\)"):
         CNNConfig(channels=[4, 8], pooled_blocks=3)

@@ -15,13 +15,15 @@ class CNNConfig:
     (default: all) followed by a 2x2 max pool.
 
     An ``H x W`` image gives an ``H // 2**n x W // 2**n`` grid (``n = pooled_blocks``),
-    flattened row by row to ``S = H' * W'`` memory positions.
+    flattened row by row to ``S = H' * W'`` memory positions. ``coordinates``: see
+    ``_GridHead``.
     """
 
     name: str = "cnn"
     in_channels: int = 3
     channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     pooled_blocks: int | None = None
+    coordinates: bool = False
     output_dim: int | None = None
     dropout: float = 0.0
 
@@ -52,7 +54,7 @@ class CNNEncoder(Encoder):
             in_channels = channels
         self.trunk = nn.Sequential(*blocks)
         self.reduction = 2**pooled
-        self.head = _GridHead(in_channels, config.output_dim, config.dropout)
+        self.head = _GridHead(in_channels, config.output_dim, config.dropout, config.coordinates)
         self.output_dim = self.head.output_dim
 
     def grid_size(self, height: int, width: int) -> tuple[int, int]:
@@ -73,19 +75,43 @@ class CNNEncoder(Encoder):
 
 
 class _GridHead(nn.Module):
-    """``(B, C, H', W')`` feature map -> ``EncoderOutput`` with optional 1x1 projection."""
+    """``(B, C, H', W')`` feature map -> ``EncoderOutput`` with optional 1x1 projection.
 
-    def __init__(self, channels: int, output_dim: int | None, dropout: float) -> None:
+    With ``coordinates``, each position's row and column, scaled to ``[-1, 1]``, are appended
+    to its ``C`` features (before the projection). Convolutional features barely say where
+    they are, and the attention context is a weighted mean of them, so without coordinates
+    the decoder has little to tell "left of" from "above" with.
+    """
+
+    def __init__(
+        self, channels: int, output_dim: int | None, dropout: float, coordinates: bool = False
+    ) -> None:
         super().__init__()
-        self.projection = nn.Linear(channels, output_dim) if output_dim is not None else None
+        self.coordinates = coordinates
+        features = channels + 2 if coordinates else channels
+        self.projection = nn.Linear(features, output_dim) if output_dim is not None else None
         self.dropout = nn.Dropout(dropout)
-        self.output_dim = output_dim if output_dim is not None else channels
+        self.output_dim = output_dim if output_dim is not None else features
 
     def forward(self, features: Tensor) -> EncoderOutput:
-        memory = self.dropout(features.flatten(2).transpose(1, 2))
+        batch, _, height, width = features.shape
+        memory = features.flatten(2).transpose(1, 2)
+        if self.coordinates:
+            grid = _grid_coordinates(height, width, memory)
+            memory = torch.cat([memory, grid.expand(batch, -1, -1)], dim=2)
+        memory = self.dropout(memory)
         if self.projection is not None:
             memory = self.projection(memory)
         lengths = torch.full(
             (memory.size(0),), memory.size(1), dtype=torch.long, device=memory.device
         )
         return EncoderOutput(memory, lengths)
+
+
+def _grid_coordinates(height: int, width: int, like: Tensor) -> Tensor:
+    """``(1, H * W, 2)`` (row, column) of each position, row by row, each in ``[-1, 1]``
+    (0 for a grid one position wide), in ``like``'s dtype and device."""
+    rows = torch.linspace(-1.0, 1.0, height) if height > 1 else torch.zeros(1)
+    columns = torch.linspace(-1.0, 1.0, width) if width > 1 else torch.zeros(1)
+    grid = torch.stack(torch.meshgrid(rows, columns, indexing="ij"), dim=-1)
+    return grid.view(1, height * width, 2).to(like)

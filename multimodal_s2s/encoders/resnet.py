@@ -21,6 +21,7 @@ class ResNetConfig:
     ``weights_path`` names a local torchvision state dict (nothing is downloaded);
     ``None`` starts from random weights. ``freeze`` keeps the trunk fixed (batch norm in
     eval mode) until ``set_frozen(False)`` is called, e.g. for two-stage training.
+    ``coordinates`` appends each position's (row, column) to its features (``cnn._GridHead``).
     """
 
     name: str = "resnet"
@@ -28,6 +29,7 @@ class ResNetConfig:
     trunk_layers: int = 4
     weights_path: str | None = None
     freeze: bool = False
+    coordinates: bool = False
     output_dim: int | None = None
     dropout: float = 0.0
 
@@ -50,7 +52,7 @@ class ResNetEncoder(Encoder):
         )
         self.reduction = 2 ** (config.trunk_layers + 1)
         channels = _TRUNK_CHANNELS[config.depth][config.trunk_layers - 1]
-        self.head = _GridHead(channels, config.output_dim, config.dropout)
+        self.head = _GridHead(channels, config.output_dim, config.dropout, config.coordinates)
         self.output_dim = self.head.output_dim
         self.frozen = False
         self.set_frozen(config.freeze)
