@@ -1,15 +1,23 @@
 """Decoding batches to text, shared by training, evaluation and the CLI."""
 
+from dataclasses import replace
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from multimodal_s2s.bag_of_words import rerank_with_bag_of_words
 from multimodal_s2s.ctc import CTCPrefixScorer
 from multimodal_s2s.data.text import Tokenizer
+from multimodal_s2s.encoders.base import EncoderOutput
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.model import Seq2Seq
-from multimodal_s2s.search import Hypothesis, SearchConfig, beam_search, greedy_search
+from multimodal_s2s.search import (
+    Hypothesis,
+    SearchConfig,
+    beam_search,
+    greedy_search,
+)
 
 
 class Decoded(NamedTuple):
@@ -30,17 +38,34 @@ def decode_batch(
     beam: bool = True,
 ) -> list[Decoded]:
     """Encode a padded batch and decode it with beam search (or greedy when ``beam`` is
-    False or ``search.beam_size`` is 1); with ``search.ctc_weight`` beam search adds the
-    model's CTC prefix scores. Sources must already be on the model's device."""
+    False or ``search.beam_size`` is 1). ``search.ctc_weight`` adds the model's CTC prefix
+    scores to every beam search step; ``search.bag_of_words_weight`` re-ranks the whole
+    final beam with its bag-of-words head. Sources must already be on the model's device."""
     encoded = model.encode(sources, lengths)
     if not beam or search.beam_size == 1:
         best = greedy_search(model, encoded, search)
     else:
-        scorer = None
-        if search.ctc_weight:
-            if model.ctc is None:
-                raise InputError("search.ctc_weight needs a model trained with loss.ctc_weight > 0")
-            log_probs, ctc_lengths = model.ctc_log_probs(encoded)
-            scorer = CTCPrefixScorer(log_probs, ctc_lengths, search.beam_size, search.ctc_weight)
-        best = [nbest[0] for nbest in beam_search(model, encoded, search, scorer)]
+        best = [nbest[0] for nbest in _beam_search(model, encoded, search)]
     return [Decoded(tokenizer.decode(h.tokens), h.score, h) for h in best]
+
+
+def _beam_search(
+    model: Seq2Seq, encoded: EncoderOutput, search: SearchConfig
+) -> list[list[Hypothesis]]:
+    """Beam search with the auxiliary heads that ``search`` turns on."""
+    scorers = []
+    if search.ctc_weight:
+        _check_head(model.ctc, "ctc_weight")
+        log_probs, lengths = model.ctc_log_probs(encoded)
+        scorers.append(CTCPrefixScorer(log_probs, lengths, search.beam_size, search.ctc_weight))
+    if not search.bag_of_words_weight:
+        return beam_search(model, encoded, search, scorers)
+    _check_head(model.bag_of_words, "bag_of_words_weight")
+    whole = beam_search(model, encoded, replace(search, nbest=search.beam_size), scorers)
+    logits = model.bag_of_words(encoded)
+    return rerank_with_bag_of_words(logits, whole, search.bag_of_words_weight)
+
+
+def _check_head(head: torch.nn.Module | None, weight: str) -> None:
+    if head is None:
+        raise InputError(f"search.{weight} needs a model trained with loss.{weight} > 0")

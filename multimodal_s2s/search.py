@@ -8,6 +8,7 @@ leave the batch. Hypotheses are ranked by ``rank_score`` (log-probability, lengt
 normalised or GNMT-penalised, plus the optional coverage penalty).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
 
@@ -29,7 +30,10 @@ class SearchConfig:
     The output length cap of a source is ``min(max_length, ceil(max_length_ratio * S))``.
     ``ctc_weight`` > 0 (models trained with a CTC head only): beam search scores every
     extension by ``(1 - w) * log p_att + w * log p_ctc`` with CTC prefix scores
-    (``ctc.CTCPrefixScorer``); greedy search ignores it.
+    (``ctc.CTCPrefixScorer``). ``bag_of_words_weight`` > 0 (models trained with a
+    bag-of-words head only) re-ranks the whole final beam, adding that times the presence
+    log-odds of each distinct token a hypothesis names (``bag_of_words.rerank_with_bag_of_words``).
+    Greedy search ignores both.
     """
 
     beam_size: int = 8
@@ -40,10 +44,15 @@ class SearchConfig:
     max_length_ratio: float = 2.0
     max_length: int = 200
     ctc_weight: float = 0.0
+    bag_of_words_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ctc_weight <= 1.0:
             raise InputError(f"search.ctc_weight must be in [0, 1], got {self.ctc_weight}")
+        if self.bag_of_words_weight < 0.0:
+            raise InputError(
+                f"search.bag_of_words_weight must be >= 0, got {self.bag_of_words_weight}"
+            )
 
 
 class Hypothesis(NamedTuple):
@@ -86,6 +95,14 @@ def rank_score(
     return score
 
 
+def _never_pad_or_bos(log_probs: Tensor) -> Tensor:
+    """``(N, V)`` log-probabilities with PAD and BOS impossible: neither is ever a target, but
+    label smoothing leaves them some probability, and an emitted PAD would then be fed back."""
+    return log_probs.index_fill(
+        1, log_probs.new_tensor([PAD_ID, BOS_ID], dtype=torch.long), float("-inf")
+    )
+
+
 @torch.no_grad()
 def greedy_search(model, encoded: EncoderOutput, config: SearchConfig) -> list[Hypothesis]:
     """Pick the most probable token at every step until EOS or the length cap.
@@ -101,7 +118,7 @@ def greedy_search(model, encoded: EncoderOutput, config: SearchConfig) -> list[H
     emitted, weights = [], []
     for step in range(int(caps.max())):
         output, state = model.decoder.step(tokens, memory, state)
-        step_log_probs = model.generator(output)
+        step_log_probs = _never_pad_or_bos(model.generator(output))
         best_log_prob, best = step_log_probs.max(dim=-1)
         log_prob = log_prob + torch.where(finished, 0.0, best_log_prob)
         best = torch.where(finished, PAD_ID, best)
@@ -150,15 +167,15 @@ class PrefixScorer(Protocol):
 
 @torch.no_grad()
 def beam_search(
-    model, encoded: EncoderOutput, config: SearchConfig, scorer: PrefixScorer | None = None
+    model, encoded: EncoderOutput, config: SearchConfig, scorers: Sequence[PrefixScorer] = ()
 ) -> list[list[Hypothesis]]:
     """Batched beam search: every step advances all unfinished sources' beams together.
 
     Args:
         model: a ``Seq2Seq`` (its ``decoder`` and ``generator`` are used).
         encoded: memory ``(B, S, D)`` and lengths ``(B,)``.
-        scorer: optional; beams are then extended and ranked by its joint log-probabilities
-            (``Hypothesis.log_prob`` is their total) instead of the decoder's alone.
+        scorers: applied in order to the decoder's log-probabilities at every step; beams are
+            extended and ranked by the result (``Hypothesis.log_prob`` is its total).
 
     Returns:
         for each source, its ``nbest`` hypotheses (at most ``beam_size``), best first. A source
@@ -173,10 +190,10 @@ def beam_search(
     while beams.sources.numel() > 0:
         output, state = model.decoder.step(beams.next_tokens(), memory, state)
         log_probs = model.generator(output)
-        if scorer is not None:
+        for scorer in scorers:
             log_probs = scorer.joint(log_probs)
         parents = beams.advance(log_probs, state.weights)
-        if scorer is not None:
+        for scorer in scorers:
             scorer.select(parents, beams.tokens[-1])
         state = state.select(parents)
         done = beams.done()
@@ -185,7 +202,7 @@ def beam_search(
         if bool(done.any()):
             kept, rows, length = beams.keep(~done)
             memory, state = memory.select(kept, length), state.select(rows, length)
-            if scorer is not None:
+            for scorer in scorers:
                 scorer.keep(rows)
     return results
 
@@ -238,7 +255,7 @@ class _Beams:
         alive = ~self.finished.view(-1, 1)
         pad_only = torch.full_like(step_log_probs[0], float("-inf"))
         pad_only[PAD_ID] = 0.0
-        step_log_probs = torch.where(alive, step_log_probs, pad_only)
+        step_log_probs = torch.where(alive, _never_pad_or_bos(step_log_probs), pad_only)
         coverage = self.coverage + weights * alive
         candidate_log_prob = self.log_prob.view(-1, 1) + step_log_probs
         candidate_length = self.lengths.view(-1, 1) + alive

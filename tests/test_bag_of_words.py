@@ -1,15 +1,18 @@
+import dataclasses
 import math
 
 import pytest
 import torch
 from conftest import DECODER, IMAGES, SMALL, SOURCE_SHAPES, VOCAB, tiny_model
 
-from multimodal_s2s.bag_of_words import bag_of_words_loss
+from multimodal_s2s.bag_of_words import bag_of_words_loss, rerank_with_bag_of_words
 from multimodal_s2s.config import load_config
-from multimodal_s2s.data.text import EOS_ID, PAD_ID, teacher_forcing_pair
+from multimodal_s2s.data.text import EOS_ID, PAD_ID, Tokenizer, teacher_forcing_pair
+from multimodal_s2s.decode import decode_batch
 from multimodal_s2s.encoders.base import EncoderOutput
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.loss import token_loss
+from multimodal_s2s.search import Hypothesis, beam_search
 from multimodal_s2s.train import _Run
 
 BAG = ["loss.bag_of_words_weight=0.5"]
@@ -63,6 +66,41 @@ def test_train_step_adds_the_weighted_bag_of_words_loss(tmp_path):
     assert not torch.equal(head, run.model.bag_of_words.projection.weight)
 
 
-def test_negative_weight_is_named():
-    with pytest.raises(InputError, match="loss.bag_of_words_weight must be >= 0, got -1.0"):
-        load_config(None, ["loss.bag_of_words_weight=-1"])
+@pytest.mark.parametrize("section", ["loss", "search"])
+def test_negative_weight_is_named(section):
+    with pytest.raises(InputError, match=f"{section}.bag_of_words_weight must be >= 0, got -1.0"):
+        load_config(None, [f"{section}.bag_of_words_weight=-1"])
+
+
+def _hypothesis(tokens: list[int], score: float) -> Hypothesis:
+    return Hypothesis(tokens, score, score * (len(tokens) + 1), torch.zeros(0), True)
+
+
+def test_rerank_adds_the_log_odds_of_each_distinct_named_token():
+    logits = torch.zeros(1, VOCAB)
+    logits[0, 5], logits[0, 6], logits[0, 7], logits[0, EOS_ID] = 4.0, -3.0, 1.0, 9.0
+    nbest = [_hypothesis([6, 4], -0.1), _hypothesis([5, 5], -0.5), _hypothesis([5, 7], -0.6)]
+    (reranked,) = rerank_with_bag_of_words(logits, [nbest], 0.5)
+    assert [h.tokens for h in reranked] == [[5, 7], [5, 5], [6, 4]]
+    assert [h.score for h in reranked] == pytest.approx([-0.6 + 2.5, -0.5 + 2.0, -0.1 - 1.5])
+    assert [h.log_prob for h in reranked] == [h.log_prob for h in (nbest[2], nbest[1], nbest[0])]
+    (unchanged,) = rerank_with_bag_of_words(logits, [nbest], 0.0)
+    assert unchanged == nbest
+
+
+def test_decoding_with_the_bag_of_words_weight_reranks_the_whole_beam():
+    model, config = tiny_model(SOURCE_SHAPES["cnn"] + DECODER + BAG + ["search.beam_size=4"])
+    model.bag_of_words.projection.bias.data[VOCAB - 1] -= 10.0  # sure the last is absent
+    tokenizer = Tokenizer.build(["a b c d e f g h"], "word")
+    images = torch.randn(3, 3, 16, 16)
+    search = dataclasses.replace(config.search, bag_of_words_weight=0.5)
+    decoded = decode_batch(model, tokenizer, images, None, search)
+    encoded = model.encode(images)
+    whole = beam_search(model, encoded, dataclasses.replace(config.search, nbest=4))
+    expected = rerank_with_bag_of_words(model.bag_of_words(encoded), whole, 0.5)
+    assert [d.hypothesis.tokens for d in decoded] == [n[0].tokens for n in expected]
+    assert [d.score for d in decoded] == [n[0].score for n in expected]
+    assert any(n[0].tokens != w[0].tokens for n, w in zip(expected, whole, strict=True))
+    with pytest.raises(InputError, match="search.bag_of_words_weight needs a model trained"):
+        plain, _ = tiny_model(SOURCE_SHAPES["cnn"] + DECODER)
+        decode_batch(plain, tokenizer, images, None, search)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import DECODER, SOURCE_SHAPES, tiny_model
 
-from multimodal_s2s.data.text import BOS_ID, EOS_ID, teacher_forcing_pair
+from multimodal_s2s.data.text import BOS_ID, EOS_ID, PAD_ID, teacher_forcing_pair
 from multimodal_s2s.search import (
     SearchConfig,
     beam_search,
@@ -147,6 +147,20 @@ def test_eos_is_never_fed_to_the_decoder():
     fed = torch.cat(fed)
     assert (fed == BOS_ID).any()
     assert not (fed == EOS_ID).any()  # ... and never fed back
+
+
+def test_pad_and_bos_are_never_emitted():
+    model = _model("pblstm", "location")
+    with torch.no_grad():
+        model.generator.projection.bias[[PAD_ID, BOS_ID]] += 1e3  # the model "prefers" them
+    _, (batch, lengths) = _sources("pblstm")
+    encoded = model.encode(batch, lengths)
+    greedy = greedy_search(model, encoded, SEARCH)
+    beams = [h for nbest in beam_search(model, encoded, SEARCH) for h in nbest]
+    assert len(beams) == 9
+    for hypothesis in greedy + beams:
+        assert not {PAD_ID, BOS_ID} & set(hypothesis.tokens)
+        assert math.isfinite(hypothesis.score)
 
 
 def test_rank_score_formulas():
