@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from multimodal_s2s.data.text import SPECIAL_TOKENS
 from multimodal_s2s.encoders.base import EncoderOutput
+from multimodal_s2s.float32_linear import Float32Linear
 from multimodal_s2s.masking import padding_mask
 from multimodal_s2s.search import Hypothesis
 
@@ -25,16 +26,12 @@ class BagOfWordsHead(nn.Module):
 
     def __init__(self, input_dim: int, vocab_size: int) -> None:
         super().__init__()
-        self.projection = nn.Linear(input_dim, vocab_size)
+        self.projection = Float32Linear(input_dim, vocab_size)
 
     def forward(self, encoded: EncoderOutput) -> Tensor:
         """Max over the valid positions of per-position logits (outside autocast)."""
-        weight, bias = self.projection.weight, self.projection.bias
-        dtype = torch.promote_types(weight.dtype, torch.float32)
-        memory = encoded.memory
-        with torch.autocast(memory.device.type, enabled=False):
-            logits = F.linear(memory.to(dtype), weight.to(dtype), bias.to(dtype))
-        padding = padding_mask(encoded.lengths, memory.size(1)).unsqueeze(2)
+        logits = self.projection(encoded.memory)
+        padding = padding_mask(encoded.lengths, logits.size(1)).unsqueeze(2)
         return logits.masked_fill(padding, float("-inf")).amax(dim=1)
 
 

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from multimodal_s2s.data.text import BOS_ID, EOS_ID, PAD_ID
 from multimodal_s2s.encoders.base import EncoderOutput
+from multimodal_s2s.float32_linear import Float32Linear
 from multimodal_s2s.masking import padding_mask
 
 BLANK_ID = PAD_ID
@@ -31,15 +32,11 @@ class CTCHead(nn.Module):
 
     def __init__(self, input_dim: int, vocab_size: int) -> None:
         super().__init__()
-        self.projection = nn.Linear(input_dim, vocab_size)
+        self.projection = Float32Linear(input_dim, vocab_size)
 
     def forward(self, frames: Tensor) -> Tensor:
         """At least float32 (computed outside autocast), so CTC is AMP-safe."""
-        weight, bias = self.projection.weight, self.projection.bias
-        dtype = torch.promote_types(weight.dtype, torch.float32)
-        with torch.autocast(frames.device.type, enabled=False):
-            logits = F.linear(frames.to(dtype), weight.to(dtype), bias.to(dtype))
-        return torch.log_softmax(logits, dim=-1)
+        return torch.log_softmax(self.projection(frames), dim=-1)
 
 
 def ctc_frames(encoded: EncoderOutput) -> EncoderOutput:

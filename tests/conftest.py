@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from multimodal_s2s.config import load_config
+from multimodal_s2s.data.text import teacher_forcing_pair
 from multimodal_s2s.model import build_model
+from multimodal_s2s.train import _Run
 
 VOCAB = 12
 
@@ -61,6 +63,18 @@ SMALL = [
 ]
 
 DECODER = ["decoder.hidden_dim=16", "decoder.embedding_dim=8", "decoder.dropout=0.0"]
+
+
+def one_training_batch(overrides: list[str], folder):
+    """A trainer on 8 items of a toy task, its one training batch, the batch's targets and
+    the model's teacher-forced outputs on it (log-probs, attention, encoder output)."""
+    config = load_config(None, overrides + ["data.num_train=8"])
+    run = _Run(config, folder, progress=False, resume=False)
+    (batch,) = run._train_batches(epoch=0)
+    inputs, targets = teacher_forcing_pair([run.tokenizer.encode(t) for t in batch.texts])
+    with torch.no_grad():
+        outputs = run.model(batch.sources, batch.lengths, inputs)
+    return run, batch, targets, outputs
 
 
 @pytest.fixture(autouse=True)

@@ -3,17 +3,16 @@ import math
 
 import pytest
 import torch
-from conftest import DECODER, IMAGES, SMALL, SOURCE_SHAPES, VOCAB, tiny_model
+from conftest import DECODER, IMAGES, SMALL, SOURCE_SHAPES, VOCAB, one_training_batch, tiny_model
 
 from multimodal_s2s.bag_of_words import bag_of_words_loss, rerank_with_bag_of_words
 from multimodal_s2s.config import load_config
-from multimodal_s2s.data.text import EOS_ID, PAD_ID, Tokenizer, teacher_forcing_pair
+from multimodal_s2s.data.text import EOS_ID, PAD_ID, Tokenizer
 from multimodal_s2s.decode import decode_batch
 from multimodal_s2s.encoders.base import EncoderOutput
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.loss import token_loss
 from multimodal_s2s.search import Hypothesis, beam_search
-from multimodal_s2s.train import _Run
 
 BAG = ["loss.bag_of_words_weight=0.5"]
 
@@ -51,12 +50,9 @@ def test_no_head_without_a_weight_and_the_head_is_built_last():
 
 
 def test_train_step_adds_the_weighted_bag_of_words_loss(tmp_path):
-    config = load_config(None, IMAGES + SMALL + BAG + ["data.num_train=8"])
-    run = _Run(config, tmp_path, progress=False, resume=False)
-    (batch,) = run._train_batches(epoch=0)
-    inputs, targets = teacher_forcing_pair([run.tokenizer.encode(t) for t in batch.texts])
+    run, batch, targets, outputs = one_training_batch(IMAGES + SMALL + BAG, tmp_path)
+    log_probs, weights, encoded = outputs
     with torch.no_grad():
-        log_probs, weights, encoded = run.model(batch.sources, batch.lengths, inputs)
         attention = token_loss(log_probs, targets)
         penalty = ((1 - weights.masked_fill((targets == PAD_ID).unsqueeze(2), 0).sum(1)) ** 2).sum()
         presence = bag_of_words_loss(run.model.bag_of_words(encoded), targets)

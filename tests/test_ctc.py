@@ -4,7 +4,15 @@ import math
 
 import pytest
 import torch
-from conftest import DECODER, SEQUENCES, SMALL, SOURCE_SHAPES, VOCAB, tiny_model
+from conftest import (
+    DECODER,
+    SEQUENCES,
+    SMALL,
+    SOURCE_SHAPES,
+    VOCAB,
+    one_training_batch,
+    tiny_model,
+)
 
 from multimodal_s2s.checkpoint import load_model, resume_points
 from multimodal_s2s.config import ConfigError, load_config
@@ -15,7 +23,7 @@ from multimodal_s2s.errors import InputError
 from multimodal_s2s.evaluate import evaluate_model
 from multimodal_s2s.loss import token_loss
 from multimodal_s2s.search import beam_search
-from multimodal_s2s.train import _Run, build_source, train
+from multimodal_s2s.train import build_source, train
 
 PBLSTM = SOURCE_SHAPES["pblstm"] + DECODER  # input_dim 6, hidden 8, two pyramid layers
 CTC = ["loss.ctc_weight=0.3"]
@@ -117,12 +125,9 @@ CTC_TASK = [*SEQUENCES, "encoder.ctc_layer=0", "tokenizer.kind=word", *SMALL]
 
 @pytest.mark.parametrize("weight", [0.0, 0.3])
 def test_train_step_loss_is_the_weighted_sum(tmp_path, weight):
-    config = load_config(None, CTC_TASK + ["data.num_train=8", f"loss.ctc_weight={weight}"])
-    run = _Run(config, tmp_path, progress=False, resume=False)
-    (batch,) = run._train_batches(epoch=0)
-    inputs, targets = teacher_forcing_pair([run.tokenizer.encode(t) for t in batch.texts])
+    overrides = CTC_TASK + [f"loss.ctc_weight={weight}"]
+    run, batch, targets, (log_probs, _, encoded) = one_training_batch(overrides, tmp_path)
     with torch.no_grad():
-        log_probs, _, encoded = run.model(batch.sources, batch.lengths, inputs)
         attention = token_loss(log_probs, targets)
         expected = attention
         if weight:
