@@ -12,12 +12,7 @@ from multimodal_s2s.data.text import Tokenizer
 from multimodal_s2s.encoders.base import EncoderOutput
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.model import Seq2Seq
-from multimodal_s2s.search import (
-    Hypothesis,
-    SearchConfig,
-    beam_search,
-    greedy_search,
-)
+from multimodal_s2s.search import Hypothesis, SearchConfig, beam_search, greedy_search
 
 
 class Decoded(NamedTuple):

@@ -15,7 +15,8 @@ class Seq2Seq(nn.Module):
     """``frontend`` (optional, e.g. log-mel) -> encoder -> attention decoder -> generator.
 
     ``ctc`` and ``bag_of_words`` (optional) are the heads of auxiliary losses on the encoder
-    output (``ctc.py``, ``bag_of_words.py``); ``ctc`` can also re-rank beam search results.
+    output (``ctc.py``, ``bag_of_words.py``); beam search can use them too
+    (``search.ctc_weight``, ``search.bag_of_words_weight``).
     """
 
     def __init__(
