@@ -47,7 +47,11 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate_parser = commands.add_parser("evaluate", help="score a checkpoint on data splits")
     evaluate_parser.add_argument("--model", type=Path, required=True, help="checkpoint")
-    evaluate_parser.add_argument("--splits", nargs="*", help="default: the data's eval splits")
+    evaluate_parser.add_argument(
+        "--splits",
+        nargs="*",
+        help="default: the data's eval splits (dotted overrides after it are still overrides)",
+    )
     evaluate_parser.add_argument("--beam", type=int, default=None, help="beam size (1 = greedy)")
     evaluate_parser.add_argument("--device", default="auto")
     evaluate_parser.add_argument(
@@ -73,8 +77,11 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, tokenizer, config = load_model(args.model, device)
+    requested = args.splits or []
+    splits = [name for name in requested if "=" not in name]
+    overrides = [name for name in requested if "=" in name] + args.overrides
     raw = config_to_dict(config)
-    for override in args.overrides:
+    for override in overrides:
         if override.split(".", 1)[0] not in ("data", "search"):
             raise InputError(f"evaluate can only override data.* and search.*, not {override!r}")
         apply_override(raw, override)
@@ -83,7 +90,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         config.search.beam_size = args.beam
     data = build_source(config)
     results = {}
-    for split in args.splits or data.eval_splits:
+    for split in splits or data.eval_splits:
         evaluation = evaluate_model(model, tokenizer, data, split, config, device)
         results[split] = evaluation.metrics
         print(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in evaluation.metrics.items()))

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from conftest import IMAGES, SEQUENCES, SMALL
@@ -208,3 +210,24 @@ def test_bad_device_names_are_one_line_errors():
         with pytest.raises(InputError, match="device 'cuda': CUDA is not available"):
             resolve_device("cuda")
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_evaluate_cli_takes_overrides_before_or_after_splits(tmp_path, capsys):
+    overrides = SEQUENCES + SMALL + ["data.num_train=8", "data.num_dev=2", "train.epochs=1"]
+    train(load_config(None, overrides), tmp_path, progress=False)
+    model = str(tmp_path / "best.pt")
+
+    def hypotheses(*args: str) -> list[str]:
+        report = tmp_path / f"report{len(list(tmp_path.glob('report*')))}"
+        assert main(["evaluate", "--model", model, *args, "--report", str(report)]) == 0
+        return [json.loads(line)["hyp"] for line in (report / "dev.jsonl").open()]
+
+    capped = "search.max_length=1"
+    assert all(len(h) <= 1 for h in hypotheses("--splits", "dev", capped))
+    assert all(len(h) <= 1 for h in hypotheses(capped, "--splits", "dev"))
+    assert any(len(h) > 1 for h in hypotheses("--splits", "dev"))
+    capsys.readouterr()
+    assert main(["evaluate", "--model", model, "--splits", "nope"]) == 2
+    assert "has no split 'nope'" in capsys.readouterr().err
+    assert main(["evaluate", "--model", model, "decoder.hidden_dim=8"]) == 2
+    assert "can only override data.* and search.*" in capsys.readouterr().err
