@@ -48,15 +48,15 @@ def _beam_search(
     model: Seq2Seq, encoded: EncoderOutput, search: SearchConfig
 ) -> list[list[Hypothesis]]:
     """Beam search with the auxiliary heads that ``search`` turns on."""
-    scorers = []
+    scorer = None
     if search.ctc_weight:
         _check_head(model.ctc, "ctc_weight")
         log_probs, lengths = model.ctc_log_probs(encoded)
-        scorers.append(CTCPrefixScorer(log_probs, lengths, search.beam_size, search.ctc_weight))
+        scorer = CTCPrefixScorer(log_probs, lengths, search.beam_size, search.ctc_weight)
     if not search.bag_of_words_weight:
-        return beam_search(model, encoded, search, scorers)
+        return beam_search(model, encoded, search, scorer)
     _check_head(model.bag_of_words, "bag_of_words_weight")
-    whole = beam_search(model, encoded, replace(search, nbest=search.beam_size), scorers)
+    whole = beam_search(model, encoded, replace(search, nbest=search.beam_size), scorer)
     logits = model.bag_of_words(encoded)
     return rerank_with_bag_of_words(logits, whole, search.bag_of_words_weight)
 

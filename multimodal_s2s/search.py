@@ -8,7 +8,6 @@ leave the batch. Hypotheses are ranked by ``rank_score`` (log-probability, lengt
 normalised or GNMT-penalised, plus the optional coverage penalty).
 """
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
 
@@ -167,15 +166,15 @@ class PrefixScorer(Protocol):
 
 @torch.no_grad()
 def beam_search(
-    model, encoded: EncoderOutput, config: SearchConfig, scorers: Sequence[PrefixScorer] = ()
+    model, encoded: EncoderOutput, config: SearchConfig, scorer: PrefixScorer | None = None
 ) -> list[list[Hypothesis]]:
     """Batched beam search: every step advances all unfinished sources' beams together.
 
     Args:
         model: a ``Seq2Seq`` (its ``decoder`` and ``generator`` are used).
         encoded: memory ``(B, S, D)`` and lengths ``(B,)``.
-        scorers: applied in order to the decoder's log-probabilities at every step; beams are
-            extended and ranked by the result (``Hypothesis.log_prob`` is its total).
+        scorer: optional; beams are then extended and ranked by its joint log-probabilities
+            (``Hypothesis.log_prob`` is their total) instead of the decoder's alone.
 
     Returns:
         for each source, its ``nbest`` hypotheses (at most ``beam_size``), best first. A source
@@ -190,10 +189,10 @@ def beam_search(
     while beams.sources.numel() > 0:
         output, state = model.decoder.step(beams.next_tokens(), memory, state)
         log_probs = model.generator(output)
-        for scorer in scorers:
+        if scorer is not None:
             log_probs = scorer.joint(log_probs)
         parents = beams.advance(log_probs, state.weights)
-        for scorer in scorers:
+        if scorer is not None:
             scorer.select(parents, beams.tokens[-1])
         state = state.select(parents)
         done = beams.done()
@@ -202,7 +201,7 @@ def beam_search(
         if bool(done.any()):
             kept, rows, length = beams.keep(~done)
             memory, state = memory.select(kept, length), state.select(rows, length)
-            for scorer in scorers:
+            if scorer is not None:
                 scorer.keep(rows)
     return results
 

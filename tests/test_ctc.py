@@ -235,7 +235,7 @@ def test_ctc_prefix_scores_ignore_padding():
 def _joint_beam_search(model, encoded, search):
     log_probs, lengths = model.ctc_log_probs(encoded)
     scorer = CTCPrefixScorer(log_probs, lengths, search.beam_size, search.ctc_weight)
-    return beam_search(model, encoded, search, [scorer])
+    return beam_search(model, encoded, search, scorer)
 
 
 def test_joint_ctc_attention_beam_search_scores_and_batching():
