@@ -32,7 +32,9 @@ class SearchConfig:
     (``ctc.CTCPrefixScorer``). ``bag_of_words_weight`` > 0 (models trained with a
     bag-of-words head only) re-ranks the whole final beam, adding that times the presence
     log-odds of each distinct token a hypothesis names (``bag_of_words.rerank_with_bag_of_words``).
-    Greedy search ignores both.
+    Greedy search ignores both. ``no_repeat_ngram_size`` n > 0 forbids any hypothesis to
+    emit an n-gram of tokens it has emitted before (Hugging Face's option of that name,
+    OpenNMT's ``block_ngram_repeat``), in greedy and beam search.
     """
 
     beam_size: int = 8
@@ -44,6 +46,7 @@ class SearchConfig:
     max_length: int = 200
     ctc_weight: float = 0.0
     bag_of_words_weight: float = 0.0
+    no_repeat_ngram_size: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ctc_weight <= 1.0:
@@ -51,6 +54,10 @@ class SearchConfig:
         if self.bag_of_words_weight < 0.0:
             raise InputError(
                 f"search.bag_of_words_weight must be >= 0, got {self.bag_of_words_weight}"
+            )
+        if self.no_repeat_ngram_size < 0:
+            raise InputError(
+                f"search.no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}"
             )
 
 
@@ -102,6 +109,17 @@ def _never_pad_or_bos(log_probs: Tensor) -> Tensor:
     )
 
 
+def _ban_repeated_ngrams(log_probs: Tensor, history: Tensor, size: int) -> Tensor:
+    """``(N, V)`` log-probabilities with ``-inf`` for every token that would complete an
+    n-gram (``n = size``) already in its row of ``history`` ``(N, t)`` (emitted tokens)."""
+    if size == 0 or history.size(1) < size:
+        return log_probs
+    windows = history.unfold(1, size, 1)
+    seen = (windows[:, :, :-1] == history[:, None, history.size(1) - size + 1 :]).all(-1)
+    banned = torch.zeros_like(log_probs).scatter_add_(1, windows[:, :, -1], seen.to(log_probs))
+    return log_probs.masked_fill(banned > 0, float("-inf"))
+
+
 @torch.no_grad()
 def greedy_search(model, encoded: EncoderOutput, config: SearchConfig) -> list[Hypothesis]:
     """Pick the most probable token at every step until EOS or the length cap.
@@ -118,6 +136,10 @@ def greedy_search(model, encoded: EncoderOutput, config: SearchConfig) -> list[H
     for step in range(int(caps.max())):
         output, state = model.decoder.step(tokens, memory, state)
         step_log_probs = _never_pad_or_bos(model.generator(output))
+        if emitted:
+            step_log_probs = _ban_repeated_ngrams(
+                step_log_probs, torch.stack(emitted, dim=1), config.no_repeat_ngram_size
+            )
         best_log_prob, best = step_log_probs.max(dim=-1)
         log_prob = log_prob + torch.where(finished, 0.0, best_log_prob)
         best = torch.where(finished, PAD_ID, best)
@@ -235,6 +257,7 @@ class _Beams:
         self.tokens: list[Tensor] = []
         self.parents: list[Tensor] = []
         self.weights: list[Tensor] = []
+        self.history = self.lengths.new_zeros(batch * size, 0)
 
     def rows(self, sources: Tensor) -> Tensor:
         """``(n,)`` local source indices -> ``(n * K,)`` their beam rows."""
@@ -254,7 +277,10 @@ class _Beams:
         alive = ~self.finished.view(-1, 1)
         pad_only = torch.full_like(step_log_probs[0], float("-inf"))
         pad_only[PAD_ID] = 0.0
-        step_log_probs = torch.where(alive, _never_pad_or_bos(step_log_probs), pad_only)
+        allowed = _ban_repeated_ngrams(
+            _never_pad_or_bos(step_log_probs), self.history, self.config.no_repeat_ngram_size
+        )
+        step_log_probs = torch.where(alive, allowed, pad_only)
         coverage = self.coverage + weights * alive
         candidate_log_prob = self.log_prob.view(-1, 1) + step_log_probs
         candidate_length = self.lengths.view(-1, 1) + alive
@@ -278,6 +304,8 @@ class _Beams:
         self.tokens.append(tokens.view(-1))
         self.weights.append(weights[parent])
         self.parents.append(parent)
+        if self.config.no_repeat_ngram_size:
+            self.history = torch.cat([self.history[parent], tokens.view(-1, 1)], dim=1)
         return parent
 
     def done(self) -> Tensor:
@@ -294,6 +322,7 @@ class _Beams:
             setattr(self, name, getattr(self, name)[kept])
         length = int((~self.padding[rows]).sum(1).max()) if rows.numel() else 0
         self.padding, self.coverage = self.padding[rows, :length], self.coverage[rows, :length]
+        self.history = self.history[rows]
         for history in (self.tokens, self.weights, self.parents):
             history[-1] = history[-1][rows]
         return kept, rows, length

@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -75,13 +76,21 @@ def test_beam_of_one_equals_greedy(attention):
     assert [h.score for h in greedy] == pytest.approx([n[0].score for n in beam], abs=1e-5)
 
 
-@pytest.mark.parametrize("length_norm", ["none", "length", "gnmt"])
-def test_batched_beam_search_equals_one_source_at_a_time(length_norm):
+@pytest.mark.parametrize(
+    ("length_norm", "no_repeat_ngram_size"),
+    [("none", 0), ("length", 0), ("gnmt", 0), ("length", 2)],
+)
+def test_batched_beam_search_equals_one_source_at_a_time(length_norm, no_repeat_ngram_size):
     model = _model("pblstm", "location", eos_bias=2.5)
     lengths = torch.tensor([40, 17, 33, 9, 26])
     sources = torch.randn(5, 40, 6)
     config = SearchConfig(
-        beam_size=4, nbest=2, length_norm=length_norm, max_length_ratio=3.0, max_length=15
+        beam_size=4,
+        nbest=2,
+        length_norm=length_norm,
+        max_length_ratio=3.0,
+        max_length=15,
+        no_repeat_ngram_size=no_repeat_ngram_size,
     )
     batched = beam_search(model, model.encode(sources, lengths), config)
     assert any(len(n[0].tokens) < 9 for n in batched)  # some sources stop early
@@ -213,3 +222,27 @@ def test_cuda_search_matches_cpu():
         )
     greedy = greedy_search(model, model.encode(batch.cuda(), lengths.cuda()), SEARCH)
     assert all(h.attention.is_cuda for h in greedy)
+
+
+def _repeats_an_ngram(tokens: list[int], size: int) -> bool:
+    ngrams = [tuple(tokens[i : i + size]) for i in range(len(tokens) - size + 1)]
+    return len(set(ngrams)) < len(ngrams)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_no_repeat_ngram_size_blocks_every_repeated_ngram(size):
+    model = _model("pblstm", "location", eos_bias=-1e4)
+    _, (batch, lengths) = _sources("pblstm")
+    encoded = model.encode(batch, lengths)
+    free = [h.tokens for n in beam_search(model, encoded, SEARCH) for h in n]
+    assert any(_repeats_an_ngram(tokens, size) for tokens in free)
+    config = SearchConfig(
+        beam_size=3, nbest=3, max_length_ratio=3.0, max_length=12, no_repeat_ngram_size=size
+    )
+    beams = beam_search(model, encoded, config)
+    greedy = greedy_search(model, encoded, config)
+    for hypothesis in greedy + [h for n in beams for h in n]:
+        assert not _repeats_an_ngram(hypothesis.tokens, size)
+    one = beam_search(model, encoded, replace(config, beam_size=1, nbest=1))
+    assert [n[0].tokens for n in one] == [h.tokens for h in greedy]
+    assert [n[0].log_prob for n in one] == pytest.approx([h.log_prob for h in greedy], abs=1e-5)
