@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -102,6 +104,23 @@ def test_image_encoders_are_batch_invariant(name):
     alone = encoder(images[1:2]).memory
     together = encoder(images).memory
     torch.testing.assert_close(together[1:2], alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet"])
+def test_image_trunks_run_channels_last_with_the_same_values(name):
+    encoder_class, config_class = ENCODERS[name]
+    config = config_class(**({"channels": [4, 8]} if name == "cnn" else {"trunk_layers": 2}))
+    encoder = encoder_class(config).eval()
+    contiguous = {key: value.contiguous() for key, value in encoder.state_dict().items()}
+    encoder.load_state_dict(contiguous)  # e.g. a checkpoint saved in the default layout
+    weights = [p for p in encoder.trunk.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    images = torch.randn(2, 3, 32, 32)
+    plain = copy.deepcopy(torch.nn.Sequential(*encoder.trunk)).to(
+        memory_format=torch.contiguous_format
+    )
+    expected = plain(images).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(encoder(images).memory, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_resnet_freeze_stops_gradients_and_keeps_batchnorm_fixed():

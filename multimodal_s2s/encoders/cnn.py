@@ -52,7 +52,7 @@ class CNNEncoder(Encoder):
             if index < pooled:
                 blocks.append(nn.MaxPool2d(2))
             in_channels = channels
-        self.trunk = nn.Sequential(*blocks)
+        self.trunk = ChannelsLastTrunk(*blocks)
         self.reduction = 2**pooled
         self.head = _GridHead(in_channels, config.output_dim, config.dropout, config.coordinates)
         self.output_dim = self.head.output_dim
@@ -72,6 +72,22 @@ class CNNEncoder(Encoder):
             memory ``(B, (H // 2**n) * (W // 2**n), D)`` and lengths ``(B,)`` all equal to S.
         """
         return self.head(self.trunk(inputs))
+
+
+class ChannelsLastTrunk(nn.Sequential):
+    """Image layers whose weights and activations use the channels-last memory layout
+    (``(B, C, H, W)`` tensors stored as ``B, H, W, C``), the layout of oneDNN's (and cuDNN's)
+    fastest convolutions: on the 2-core CPU the scenes recipe trains 1.2x faster and captions
+    batches 1.2x faster with it (``recipes/scenes_captioning/README.md``). Parameter names
+    and values are those of an ``nn.Sequential`` of the same layers."""
+
+    def __init__(self, *layers: nn.Module) -> None:
+        super().__init__(*layers)
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        """``(B, C, H, W)`` in any layout -> ``(B, C', H', W')`` channels-last features."""
+        return super().forward(inputs.contiguous(memory_format=torch.channels_last))
 
 
 class _GridHead(nn.Module):
@@ -95,7 +111,7 @@ class _GridHead(nn.Module):
 
     def forward(self, features: Tensor) -> EncoderOutput:
         batch, _, height, width = features.shape
-        memory = features.flatten(2).transpose(1, 2)
+        memory = features.permute(0, 2, 3, 1).flatten(1, 2)
         if self.coordinates:
             grid = _grid_coordinates(height, width, memory)
             memory = torch.cat([memory, grid.expand(batch, -1, -1)], dim=2)

@@ -8,7 +8,7 @@ import torchvision
 from torch import Tensor, nn
 
 from multimodal_s2s.encoders.base import Encoder, EncoderOutput
-from multimodal_s2s.encoders.cnn import _GridHead
+from multimodal_s2s.encoders.cnn import ChannelsLastTrunk, _GridHead
 from multimodal_s2s.errors import InputError
 
 _TRUNK_CHANNELS = {18: [64, 128, 256, 512], 34: [64, 128, 256, 512], 50: [256, 512, 1024, 2048]}
@@ -47,7 +47,7 @@ class ResNetEncoder(Encoder):
         if config.weights_path is not None:
             _load_weights(resnet, Path(config.weights_path))
         layers = [resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4]
-        self.trunk = nn.Sequential(
+        self.trunk = ChannelsLastTrunk(
             resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool, *layers[: config.trunk_layers]
         )
         self.reduction = 2 ** (config.trunk_layers + 1)
