@@ -2,11 +2,12 @@ import copy
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from multimodal_s2s.config import load_config
 from multimodal_s2s.encoders import ENCODERS
 from multimodal_s2s.encoders.cnn import CNNConfig, CNNEncoder
-from multimodal_s2s.encoders.pblstm import PBLSTMConfig, PyramidalBLSTMEncoder
+from multimodal_s2s.encoders.pblstm import BLSTMLayer, PBLSTMConfig, PyramidalBLSTMEncoder
 from multimodal_s2s.encoders.resnet import ResNetConfig, ResNetEncoder
 from multimodal_s2s.errors import InputError
 
@@ -38,6 +39,21 @@ def test_pblstm_padding_never_changes_memory(dtype):
     assert together.lengths[1] == alone.lengths[0] == 3
     torch.testing.assert_close(together.memory[1, :3], alone.memory[0], atol=1e-5, rtol=0)
     assert torch.all(together.memory[1, 3:] == 0)
+
+
+def test_blstm_layer_equals_a_packed_bidirectional_lstm():
+    torch.manual_seed(0)
+    layer = BLSTMLayer(4, 6).double()
+    reference = torch.nn.LSTM(4, 6, batch_first=True, bidirectional=True).double()
+    for name, value in layer.forward_lstm.named_parameters():
+        getattr(reference, name).data.copy_(value)
+    for name, value in layer.backward_lstm.named_parameters():
+        getattr(reference, f"{name}_reverse").data.copy_(value)
+    inputs = torch.randn(3, 11, 4, dtype=torch.float64)
+    lengths = torch.tensor([7, 11, 2])
+    packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
+    expected, _ = pad_packed_sequence(reference(packed)[0], batch_first=True, total_length=11)
+    torch.testing.assert_close(layer(inputs, lengths), expected, atol=1e-12, rtol=0)
 
 
 def test_pblstm_rejects_too_short_inputs():

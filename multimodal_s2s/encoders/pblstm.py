@@ -4,10 +4,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from multimodal_s2s.encoders.base import Encoder, EncoderOutput
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.masking import padding_mask
 
 
 @dataclass
@@ -43,7 +43,7 @@ class PBLSTMConfig:
 class PyramidalBLSTMEncoder(Encoder):
     """``(B, T, F)`` features -> memory ``(B, T // 2**k, D)``.
 
-    Sequences are packed, so padding frames cost no compute and never change an output.
+    Padding frames never change an output (``BLSTMLayer``).
     ``D`` is ``output_dim`` when set (a linear projection), else ``2 * hidden_dim``.
     """
 
@@ -52,9 +52,7 @@ class PyramidalBLSTMEncoder(Encoder):
         self.reduction = 2**config.num_layers
         hidden = config.hidden_dim
         input_sizes = [config.input_dim] + [4 * hidden] * config.num_layers
-        self.layers = nn.ModuleList(
-            nn.LSTM(size, hidden, batch_first=True, bidirectional=True) for size in input_sizes
-        )
+        self.layers = nn.ModuleList(BLSTMLayer(size, hidden) for size in input_sizes)
         self.dropout = nn.Dropout(config.dropout)
         self.projection = (
             nn.Linear(2 * hidden, config.output_dim) if config.output_dim is not None else None
@@ -85,11 +83,11 @@ class PyramidalBLSTMEncoder(Encoder):
             )
         x = inputs[:, : int(lengths.max())]
         auxiliary = None
-        for index, lstm in enumerate(self.layers):
+        for index, layer in enumerate(self.layers):
             if index > 0:
                 x, lengths = _join_adjacent_frames(x, lengths)
                 x = self.dropout(x)
-            x = _run_packed(lstm, x, lengths)
+            x = layer(x, lengths)
             if index == self.ctc_layer:
                 auxiliary = EncoderOutput(x, lengths)
         if self.projection is not None:
@@ -104,9 +102,41 @@ def _join_adjacent_frames(x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
     return x[:, :even].reshape(batch, even // 2, 2 * dim), lengths // 2
 
 
-def _run_packed(lstm: nn.LSTM, x: Tensor, lengths: Tensor) -> Tensor:
-    """Run ``lstm`` over the valid frames only; padding positions come back as zeros."""
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    output, _ = lstm(packed)
-    padded, _ = pad_packed_sequence(output, batch_first=True, total_length=x.size(1))
-    return padded
+class BLSTMLayer(nn.Module):
+    """A bidirectional LSTM over a padded batch whose outputs never depend on the padding.
+
+    The forward LSTM reads the batch as it is (padding only follows the valid frames); the
+    backward LSTM reads every sequence reversed within its own length, so it too starts at
+    that sequence's last valid frame. This replaces packed sequences: on the 2-core CPU
+    PyTorch's packed LSTM backward re-zeroes a gradient buffer of the whole batch at every
+    time step, so one packed BLSTM layer trained 4-7x slower than on the padded batch
+    (``recipes/phone_menu_asr/README.md``); padding costs some compute instead, which length
+    bucketing keeps small. Parameters are initialised as ``nn.LSTM(bidirectional=True)``'s.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.forward_lstm = nn.LSTM(input_size, hidden_size, batch_first=True)
+        self.backward_lstm = nn.LSTM(input_size, hidden_size, batch_first=True)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """``(B, T, F)`` and ``(B,)`` valid frames -> ``(B, T, 2 * H)`` (forward states, then
+        backward states), zeros at padding frames."""
+        reversal = _reversal_index(lengths, x.size(1))
+        forward, _ = self.forward_lstm(x)
+        backward, _ = self.backward_lstm(_gather_frames(x, reversal))
+        output = torch.cat([forward, _gather_frames(backward, reversal)], dim=2)
+        return output.masked_fill(padding_mask(lengths, x.size(1)).unsqueeze(2), 0.0)
+
+
+def _reversal_index(lengths: Tensor, frames: int) -> Tensor:
+    """``(B, T)`` frame order that reverses each sequence's first ``lengths[b]`` frames and
+    leaves its padding in place; applying it twice restores the original order."""
+    positions = torch.arange(frames, device=lengths.device).expand(lengths.size(0), -1)
+    last = lengths.unsqueeze(1) - 1
+    return torch.where(positions <= last, last - positions, positions)
+
+
+def _gather_frames(x: Tensor, order: Tensor) -> Tensor:
+    """``(B, T, D)`` frames rearranged by ``(B, T)`` frame indices."""
+    return x.gather(1, order.unsqueeze(2).expand(-1, -1, x.size(2)))
