@@ -140,7 +140,15 @@ class AttentionDecoder(nn.Module):
             output ``(B * K, O)`` for the generator, and the new state (whose ``weights``
             ``(B * K, S)`` are this step's attention).
         """
-        x = torch.cat([self.dropout(self.embedding(tokens)), state.context], dim=1)
+        top, new_state = self._advance(self.dropout(self.embedding(tokens)), memory, state)
+        return self._output(top, new_state.context), new_state
+
+    def _advance(
+        self, embedded: Tensor, memory: DecoderMemory, state: DecoderState
+    ) -> tuple[Tensor, DecoderState]:
+        """The recurrent part of a step: ``(N, E)`` embedded tokens -> the top layer's
+        hidden state ``(N, H)`` and the new state (its context attends with it)."""
+        x = torch.cat([embedded, state.context], dim=1)
         hiddens, cells = [], []
         for layer, cell in enumerate(self.cells):
             h, c = cell(x, (state.hidden[layer], state.cell[layer]))
@@ -148,11 +156,15 @@ class AttentionDecoder(nn.Module):
             cells.append(c)
             x = self.dropout(h)
         context, weights = self.attention(h, memory.memory, memory.keys, memory.mask, state.weights)
-        output = torch.tanh(self.output_projection(torch.cat([h, context], dim=1)))
         new_state = DecoderState(
             torch.stack(hiddens), torch.stack(cells), context, weights, state.coverage + weights
         )
-        return self.dropout(output), new_state
+        return h, new_state
+
+    def _output(self, top: Tensor, context: Tensor) -> Tensor:
+        """The attentional hidden state ``tanh(W [h; c])`` (after dropout) for the generator,
+        for any leading shape: ``(..., H)`` and ``(..., D)`` -> ``(..., O)``."""
+        return self.dropout(torch.tanh(self.output_projection(torch.cat([top, context], dim=-1))))
 
     def forward(
         self,
@@ -161,6 +173,9 @@ class AttentionDecoder(nn.Module):
         sample: Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Teacher forcing over whole target sequences.
+
+        Only the recurrence runs step by step: the embeddings and the output projection
+        ``tanh(W [h; c])`` are computed once for all positions.
 
         Args:
             encoded: memory ``(B, S, D)`` and lengths ``(B,)``.
@@ -173,17 +188,19 @@ class AttentionDecoder(nn.Module):
         """
         memory, state = self.start(encoded)
         sampling = self.training and sample is not None and self.config.scheduled_sampling > 0
-        outputs, weights = [], []
-        tokens = inputs[:, 0]
-        for position in range(inputs.size(1)):
-            if position > 0:
-                tokens = inputs[:, position]
-                if sampling:
-                    tokens = self._mix_sampled(tokens, sample(outputs[-1]))
-            output, state = self.step(tokens, memory, state)
-            outputs.append(output)
+        embedded = self.dropout(self.embedding(inputs)).unbind(1)
+        tops, contexts, weights = [], [], []
+        for position, step_embedded in enumerate(embedded):
+            if sampling and position > 0:
+                previous = self._output(tops[-1], contexts[-1])
+                tokens = self._mix_sampled(inputs[:, position], sample(previous))
+                step_embedded = self.dropout(self.embedding(tokens))
+            top, state = self._advance(step_embedded, memory, state)
+            tops.append(top)
+            contexts.append(state.context)
             weights.append(state.weights)
-        return torch.stack(outputs, dim=1), torch.stack(weights, dim=1)
+        outputs = self._output(torch.stack(tops, dim=1), torch.stack(contexts, dim=1))
+        return outputs, torch.stack(weights, dim=1)
 
     def _mix_sampled(self, reference: Tensor, sampled: Tensor) -> Tensor:
         """Replace reference tokens by sampled ones with probability ``scheduled_sampling``.
