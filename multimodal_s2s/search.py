@@ -136,7 +136,7 @@ def greedy_search(model, encoded: EncoderOutput, config: SearchConfig) -> list[H
     for step in range(int(caps.max())):
         output, state = model.decoder.step(tokens, memory, state)
         step_log_probs = _never_pad_or_bos(model.generator(output))
-        if emitted:
+        if emitted and config.no_repeat_ngram_size:
             step_log_probs = _ban_repeated_ngrams(
                 step_log_probs, torch.stack(emitted, dim=1), config.no_repeat_ngram_size
             )
