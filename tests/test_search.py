@@ -6,6 +6,7 @@ import torch
 from conftest import DECODER, SOURCE_SHAPES, tiny_model
 
 from multimodal_s2s.data.text import BOS_ID, EOS_ID, PAD_ID, teacher_forcing_pair
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.search import (
     SearchConfig,
     beam_search,
@@ -246,3 +247,8 @@ def test_no_repeat_ngram_size_blocks_every_repeated_ngram(size):
     one = beam_search(model, encoded, replace(config, beam_size=1, nbest=1))
     assert [n[0].tokens for n in one] == [h.tokens for h in greedy]
     assert [n[0].log_prob for n in one] == pytest.approx([h.log_prob for h in greedy], abs=1e-5)
+
+
+def test_negative_no_repeat_ngram_size_is_named():
+    with pytest.raises(InputError, match="search.no_repeat_ngram_size must be >= 0, got -1"):
+        SearchConfig(no_repeat_ngram_size=-1)
