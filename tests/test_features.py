@@ -13,6 +13,7 @@ from multimodal_s2s.data.features import (
     add_noise,
     augment_waveform,
     speed_perturb,
+    warp_frequencies,
 )
 from multimodal_s2s.errors import InputError
 
@@ -40,7 +41,14 @@ def test_config_derives_window_sizes():
 
 
 @pytest.mark.parametrize(
-    "bad", [{"num_mel_bins": 0}, {"speed_factors": []}, {"noise_prob": 1.5}, {"min_snr_db": 30}]
+    "bad",
+    [
+        {"num_mel_bins": 0},
+        {"speed_factors": []},
+        {"noise_prob": 1.5},
+        {"min_snr_db": 30},
+        {"max_freq_warp": 1.0},
+    ],
 )
 def test_config_rejects_bad_values(bad):
     with pytest.raises(InputError, match=next(iter(bad))):
@@ -162,6 +170,34 @@ def test_feature_pipeline_normalises_then_masks_in_training_only():
     torch.manual_seed(0)
     trained, _ = pipeline.train()(waves, lengths)
     assert (trained == 0).sum() > (features == 0).sum()
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.15])
+def test_frequency_warp_moves_a_tone_and_keeps_the_band_edges(factor):
+    frontend = LogMelFrontend(FeatureConfig(num_mel_bins=40))
+    tone = _tone(2000.0, 16000, 4000).unsqueeze(0)
+    spectrum = frontend.mel_spectrogram.spectrogram(tone)  # (1, 257, T), 31.25 Hz bins
+    warped = warp_frequencies(spectrum, torch.tensor([factor]))
+    assert warped.shape == spectrum.shape
+    assert int(spectrum[0, :, 5].argmax()) == 64
+    assert int(warped[0, :, 5].argmax()) == round(64 / factor)
+    torch.testing.assert_close(warped[:, [0, -1]], spectrum[:, [0, -1]])
+    identity = warp_frequencies(spectrum, torch.tensor([1.0]))
+    torch.testing.assert_close(identity, spectrum, rtol=1e-5, atol=1e-9)
+
+
+def test_frequency_warp_draws_one_factor_per_utterance_in_training_only():
+    waves, lengths = _padded_batch([3200, 3200])
+    waves[1] = waves[0]
+    plain = LogMelFrontend(FeatureConfig(num_mel_bins=40))
+    warping = LogMelFrontend(FeatureConfig(num_mel_bins=40, max_freq_warp=0.2))
+    expected, _ = plain(waves, lengths)
+    torch.testing.assert_close(warping.eval()(waves, lengths)[0], expected, rtol=0, atol=0)
+    torch.manual_seed(0)
+    warped, frame_lengths = warping.train()(waves, lengths)
+    assert warped.shape == expected.shape and torch.equal(frame_lengths, torch.tensor([21, 21]))
+    assert not torch.allclose(warped[0], expected[0], atol=1e-3)
+    assert not torch.allclose(warped[0], warped[1], atol=1e-3)
 
 
 @pytest.mark.parametrize("factor", [0.9, 1.1])

@@ -126,13 +126,16 @@ def test_training_augmentation_is_a_function_of_seed_and_epoch(tmp_path):
     assert not torch.equal(first[next(iter(first))][: clean.shape[0]], clean)
 
 
-def test_fit_frontend_sets_mean_and_std_of_training_features(tmp_path):
+@pytest.mark.parametrize("max_freq_warp", [0.0, 0.2])
+def test_fit_frontend_sets_mean_and_std_of_unaugmented_training_features(tmp_path, max_freq_warp):
     manifest = _write_corpus(tmp_path)
-    data = _data(manifest, max_frames=300, features={"num_mel_bins": 40})
-    frontend = SpeechData.build_frontend(data.config)
+    features = {"num_mel_bins": 40, "max_freq_warp": max_freq_warp}
+    data = _data(manifest, max_frames=300, features=features)
+    frontend = SpeechData.build_frontend(data.config).train()
     assert isinstance(frontend, FeaturePipeline)
     data.fit_frontend(frontend)
-    logmel = LogMelFrontend(data.config.features)
+    assert frontend.training
+    logmel = LogMelFrontend(data.config.features).eval()
     frames = []
     for index in range(len(DURATIONS)):
         wave = load_audio(tmp_path / f"utt{index}.wav", RATE)

@@ -1,7 +1,9 @@
 """Batched speech features: log-mel filterbanks, global normalisation, SpecAugment,
-and waveform augmentation (speed perturbation, additive noise).
+vocal tract length perturbation, and waveform augmentation (speed perturbation, additive
+noise).
 
-Dimension letters: ``B`` batch, ``N`` samples, ``T`` frames, ``F`` mel bins.
+Dimension letters: ``B`` batch, ``N`` samples, ``T`` frames, ``F`` mel bins, ``K`` linear
+frequency bins.
 """
 
 import math
@@ -19,6 +21,7 @@ from multimodal_s2s.masking import padding_mask
 
 _LOG_FLOOR = 1e-6
 _STD_FLOOR = 1e-5
+_WARP_CUTOFF = 0.8  # share of the Nyquist frequency below which VTLP scales linearly
 
 
 @dataclass
@@ -30,7 +33,10 @@ class FeatureConfig:
     ``freq_mask_width`` bins ``num_freq_masks`` times and up to ``time_mask_width``
     frames ``num_time_masks`` times. Training waveforms are sped up or slowed down by a
     factor drawn from ``speed_factors`` and, with probability ``noise_prob``, mixed with
-    noise at an SNR drawn uniformly from ``[min_snr_db, max_snr_db]``.
+    noise at an SNR drawn uniformly from ``[min_snr_db, max_snr_db]``. With
+    ``max_freq_warp`` > 0, each training utterance's frequency axis is scaled by a factor
+    drawn uniformly from ``[1 - max_freq_warp, 1 + max_freq_warp]`` before the mel
+    filterbank (vocal tract length perturbation, :func:`warp_frequencies`).
     """
 
     sample_rate: int = 16000
@@ -45,6 +51,7 @@ class FeatureConfig:
     noise_prob: float = 0.0
     min_snr_db: float = 5.0
     max_snr_db: float = 20.0
+    max_freq_warp: float = 0.0
 
     def __post_init__(self) -> None:
         positive = ("sample_rate", "num_mel_bins", "win_ms", "hop_ms")
@@ -63,6 +70,8 @@ class FeatureConfig:
             raise InputError("feature config: noise_prob must be in [0, 1]")
         if self.min_snr_db > self.max_snr_db:
             raise InputError("feature config: min_snr_db must be <= max_snr_db")
+        if not 0.0 <= self.max_freq_warp < 1.0:
+            raise InputError("feature config: max_freq_warp must be in [0, 1)")
 
     @property
     def win_length(self) -> int:
@@ -99,6 +108,7 @@ class LogMelFrontend(nn.Module):
         self.hop_length = config.hop_length
         self.n_fft = config.n_fft
         self.num_mel_bins = config.num_mel_bins
+        self.max_freq_warp = config.max_freq_warp
         self.mel_spectrogram = torchaudio.transforms.MelSpectrogram(
             sample_rate=config.sample_rate,
             n_fft=config.n_fft,
@@ -123,11 +133,43 @@ class LogMelFrontend(nn.Module):
         waveforms = waveforms.masked_fill(padding_mask(lengths, waveforms.shape[1]), 0.0)
         half = self.n_fft // 2
         padded = nn.functional.pad(waveforms, (half, half))
-        power = self.mel_spectrogram(padded)
+        spectrum = self.mel_spectrogram.spectrogram(padded)
+        if self.training and self.max_freq_warp > 0:
+            factors = torch.empty(spectrum.shape[0], device=spectrum.device)
+            factors.uniform_(1.0 - self.max_freq_warp, 1.0 + self.max_freq_warp)
+            spectrum = warp_frequencies(spectrum, factors)
+        power = self.mel_spectrogram.mel_scale(spectrum)
         features = power.clamp_min(_LOG_FLOOR).log().transpose(1, 2)
         frame_lengths = num_frames(lengths, self.hop_length)
         padding = padding_mask(frame_lengths, features.shape[1]).unsqueeze(-1)
         return features.masked_fill(padding, 0.0), frame_lengths
+
+
+def warp_frequencies(spectrum: Tensor, factors: Tensor) -> Tensor:
+    """Vocal tract length perturbation (Jaitly and Hinton, 2013) of linear spectra.
+
+    Output bin ``k`` of utterance ``b`` reads the input at frequency ``k * factors[b]``
+    (linearly interpolated) up to a cutoff, ``0.8 * (K - 1) * min(factor, 1) / factor``;
+    above it the map is linear again so that the Nyquist bin stays the Nyquist bin. A
+    factor above 1 moves energy to lower bins (a longer vocal tract), below 1 to higher ones.
+
+    Args:
+        spectrum: ``(B, K, T)`` non-negative spectra, ``K`` bins from 0 Hz to Nyquist.
+        factors: ``(B,)`` positive warp factors; 1 leaves an utterance unchanged.
+
+    Returns:
+        ``(B, K, T)`` warped spectra.
+    """
+    top = spectrum.shape[1] - 1
+    bins = torch.arange(top + 1, device=spectrum.device, dtype=spectrum.dtype)
+    factor = factors.to(spectrum.dtype).unsqueeze(1)
+    cutoff = _WARP_CUTOFF * top * factor.clamp(max=1.0) / factor
+    above = top - (top - cutoff * factor) * (top - bins) / (top - cutoff)
+    source = torch.where(bins <= cutoff, bins * factor, above).clamp(0, top)
+    lower = source.floor().long().clamp(max=top - 1)
+    weight = (source - lower).unsqueeze(-1)
+    index = lower.unsqueeze(-1).expand(-1, -1, spectrum.shape[2])
+    return spectrum.gather(1, index) * (1 - weight) + spectrum.gather(1, index + 1) * weight
 
 
 class GlobalNormalizer(nn.Module):

@@ -174,10 +174,13 @@ class SpeechData(DataSource):
             num_workers=self.config.num_workers,
         )
         device = frontend.normalizer.mean.device
+        was_training = frontend.training
+        frontend.eval()
         frontend.normalizer.fit(
             frontend.frontend(batch.sources.to(device), batch.lengths.to(device))
             for batch in loader
         )
+        frontend.train(was_training)
 
     @staticmethod
     def build_frontend(config: SpeechDataConfig) -> FeaturePipeline:
