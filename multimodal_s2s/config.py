@@ -43,6 +43,10 @@ class TrainConfig:
     ``batch_size`` is per process (see ``train.py`` for data parallelism). A resume point is
     written every ``save_every_steps`` optimiser steps (0: only at epoch ends) and the newest
     ``keep_last`` are kept; ``max_bad_batches`` non-finite batches in a row stop the run.
+    ``amp`` trains in mixed precision on CUDA (float16 with loss scaling);
+    ``cpu_bfloat16`` autocasts training to bfloat16 on CPU, which is fast only on CPUs with
+    bfloat16 instructions (AVX512-BF16 or AMX) and slower than float32 elsewhere.
+    Evaluation and decoding stay in float32.
     """
 
     epochs: int = 10
@@ -56,6 +60,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    cpu_bfloat16: bool = False
     num_workers: int = 0
     keep_best: int = 3
     average_best: bool = False

@@ -183,7 +183,7 @@ class _Run:
         )
         self.steps_per_epoch = len(self._train_batches(epoch=0))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self._autocast_dtype is torch.float16)
         self.epoch, self.batch_index, self.step, self.kept = 0, 0, 0, []
         self.bad_in_row = 0
         if found is not None:
@@ -192,8 +192,13 @@ class _Run:
         self._announce()
 
     @property
-    def _amp(self) -> bool:
-        return self.config.train.amp and self.device.type == "cuda"
+    def _autocast_dtype(self) -> torch.dtype | None:
+        """float16 on CUDA with ``train.amp``, bfloat16 on CPU with ``train.cpu_bfloat16``."""
+        if self.device.type == "cuda" and self.config.train.amp:
+            return torch.float16
+        if self.device.type == "cpu" and self.config.train.cpu_bfloat16:
+            return torch.bfloat16
+        return None
 
     def _resume_point(self, resume: bool) -> tuple[dict[str, Any], Path] | None:
         if resume:
@@ -333,7 +338,8 @@ class _Run:
         inputs, targets = teacher_forcing_pair([self.tokenizer.encode(t) for t in batch.texts])
         inputs, targets = inputs.to(self.device), targets.to(self.device)
         sources, lengths = batch.tensors_on(self.device)
-        with torch.autocast(self.device.type, enabled=self._amp):
+        dtype = self._autocast_dtype
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
             log_probs, weights, encoded = network(sources, lengths, inputs)
             loss = token_loss(log_probs.float(), targets, self.config.loss.label_smoothing)
             if self.config.loss.ctc_weight:

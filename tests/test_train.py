@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -57,6 +58,24 @@ def test_resume_gives_the_same_next_step_loss(tmp_path):
     resumed, resumed_losses = run_in(tmp_path / "b", 1, resume=True)
     assert resumed.batch_index == 3 and resumed.step == 3
     assert resumed_losses[0] == pytest.approx(losses[2], abs=1e-6)
+
+
+@pytest.mark.parametrize("task", [SEQUENCES, IMAGES])
+@pytest.mark.parametrize(
+    ("cpu_bfloat16", "dtype"), [(False, torch.float32), (True, torch.bfloat16)]
+)
+def test_cpu_bfloat16_autocasts_the_training_step(tmp_path, task, cpu_bfloat16, dtype):
+    overrides = ["data.num_train=8", "data.num_dev=2", f"train.cpu_bfloat16={cpu_bfloat16}"]
+    run = _Run(load_config(None, task + SMALL + overrides), tmp_path, progress=False, resume=False)
+    memory_dtypes = []
+    run.model.encoder.register_forward_hook(
+        lambda module, args, output: memory_dtypes.append(output.memory.dtype)
+    )
+    before = [p.detach().clone() for p in run.model.parameters()]
+    loss, items = run._train_step(run.model, next(iter(run._train_batches(0))))
+    assert memory_dtypes == [dtype] and math.isfinite(loss) and items == 8
+    assert all(p.dtype == torch.float32 for p in run.model.parameters())
+    assert any(not torch.equal(p, b) for p, b in zip(run.model.parameters(), before, strict=True))
 
 
 def test_training_writes_checkpoints_that_rebuild_the_model(tmp_path):
