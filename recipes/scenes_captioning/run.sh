@@ -57,5 +57,5 @@ demo=("$cache"/images/test/test-00000[0-7].jpg)
 step caption "$venv/bin/ms2s" caption --model "$out/best.pt" "${demo[@]}" --beam 5 \
   --output "$out/demo_captions.jsonl" --attention-maps "$out/attention_maps"
 step throughput "$venv/bin/python" benchmarks/caption_throughput.py --model "$out/best.pt" \
-  --threads "$(nproc)" --output "$out/throughput.json"
+  --threads "$(getconf _NPROCESSORS_ONLN)" --output "$out/throughput.json"
 "$venv/bin/python" "$recipe/write_results.py" "$out"
