@@ -25,6 +25,7 @@ RESUMABLE_CHANGES = (
     "train.max_bad_batches",
     "train.num_workers",
     "data.num_workers",
+    "data.preload",
 )
 
 

@@ -62,7 +62,7 @@ def test_batches_have_image_tensors_paths_and_normalised_captions(tmp_path):
     assert [tuple(b.sources.shape) for b in listed] == [(2, 3, SIZE, SIZE)] * 2 + [
         (1, 3, SIZE, SIZE)
     ]
-    assert all(b.sources.dtype == torch.float32 and b.lengths is None for b in listed)
+    assert all(b.sources.dtype == torch.uint8 and b.lengths is None for b in listed)
     assert sum(keys_of(listed), []) == [str(tmp_path / f"{i:03d}.png") for i in range(5)]
     assert listed[0].texts == ["a red square", "a blue square"]
     assert data.texts("dev") == ["a red square", "a blue square"] * 2 + ["a red square"]
@@ -114,21 +114,40 @@ def test_worker_processes_give_the_same_batches(data):
         torch.testing.assert_close(a.sources, b.sources)
 
 
-def test_augmentation_changes_training_images_only(tmp_path):
+def test_training_batches_hold_unaugmented_pixels_that_the_frontend_augments(tmp_path):
     manifest = write_manifest(tmp_path / "train.jsonl", write_images(tmp_path, 4))
     config = ImageDataConfig(train=manifest, image_size=SIZE, augment=True, num_workers=0)
     data = ImageData(config)
-    torch.manual_seed(0)
-    augmented = next(iter(data.batches("train", train=True, batch_size=4)))
+    training = next(iter(data.batches("train", train=True, batch_size=4)))
     plain = next(iter(data.batches("train", train=False, batch_size=4)))
     by_key = dict(zip(plain.keys, plain.sources, strict=True))
-    assert augmented.sources.shape == plain.sources.shape
-    assert not torch.allclose(augmented.sources, torch.stack([by_key[k] for k in augmented.keys]))
-    config.augment = False
-    unaugmented = next(iter(data.batches("train", train=True, batch_size=4)))
-    torch.testing.assert_close(
-        unaugmented.sources, torch.stack([by_key[k] for k in unaugmented.keys])
+    torch.testing.assert_close(training.sources, torch.stack([by_key[k] for k in training.keys]))
+    frontend = ImageData.build_frontend(config).train()
+    assert frontend.augment
+    torch.manual_seed(0)
+    augmented, _ = frontend(training.sources, None)
+    assert not torch.allclose(augmented, frontend.eval()(training.sources, None)[0])
+    assert not ImageData.build_frontend(ImageDataConfig(augment=False)).augment
+
+
+def test_preloaded_training_batches_equal_loaded_ones_and_need_no_files(tmp_path):
+    manifest = write_manifest(tmp_path / "train.jsonl", write_images(tmp_path, 10))
+    loaded = ImageData(ImageDataConfig(train=manifest, image_size=SIZE, num_workers=0))
+    preloaded = ImageData(
+        ImageDataConfig(train=manifest, image_size=SIZE, num_workers=1, preload=True)
     )
+    expected = {e: list(loaded.batches("train", train=True, batch_size=3, epoch=e)) for e in (0, 1)}
+    assert preloaded.batches("train", train=True, batch_size=3).num_workers == 0
+    for path in tmp_path.glob("*.png"):
+        path.unlink()  # every training image now comes from memory
+    for epoch in (0, 1):
+        got = list(preloaded.batches("train", train=True, batch_size=3, epoch=epoch))
+        assert keys_of(got) == keys_of(expected[epoch])
+        for a, b in zip(got, expected[epoch], strict=True):
+            assert a.texts == b.texts
+            torch.testing.assert_close(a.sources, b.sources)
+    resumed = list(preloaded.batches("train", train=True, batch_size=3, epoch=1, start=2))
+    assert keys_of(resumed) == keys_of(expected[1])[2:]
 
 
 def test_eval_splits_include_every_test_manifest(data):

@@ -23,5 +23,5 @@ def test_captioning_recipe_switches_to_resnet_by_name(overrides, side):
     config_file = RECIPES / "scenes_captioning" / "config.yaml"
     config = load_config(config_file, ["encoder.name=resnet", *overrides])
     model = build_model(config, 40).eval()
-    memory = model.encode(torch.randn(1, 3, 64, 64)).memory
+    memory = model.encode(torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)).memory
     assert memory.shape == (1, side * side, config.encoder.output_dim)

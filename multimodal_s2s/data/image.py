@@ -1,32 +1,20 @@
-"""Image input: load any supported file as an RGB picture and turn it into a normalised tensor.
+"""Image input: load any supported file as an RGB picture and resize it to an 8-bit tensor.
 
 Loading (`load_image`) applies the EXIF orientation, keeps only the first frame of an
 animated GIF, converts grayscale, palette and 16-bit images to 8-bit RGB and composites
 transparent pixels onto a background colour, so every encoder sees the same kind of input.
 
-Transforms (`build_image_transform`) squash the picture to a square ``image_size`` rather than
-centre-cropping it: a centre crop could cut off an object near the border, while a uniform
-resize per axis keeps every object in view and keeps its relations ("left of", "above").
-
-Train-time augmentation is chosen so that a caption stays true of the augmented image:
-
-* No horizontal (or vertical) flip: it would swap "left of" and "right of" ("above"/"below").
-* Random resized crop of the (already square) image with area scale in ``CROP_SCALE`` and
-  aspect ratio in ``CROP_RATIO``. The crop side along one axis is at least
-  ``sqrt(0.85 * 0.95) = 0.899`` of the image side, so at most ~10% of the side is removed in
-  total. Objects occupy 25-60% of the image side, so even an object touching the border keeps
-  at least ``(0.25 - 0.10) / 0.25 = 60%`` of its extent in view, and the crop is a monotone
-  map, so the left/right and above/below order of objects never changes. The aspect change is
-  at most ~5%, too little to turn a circle into an ellipse.
-* Colour jitter of brightness, contrast and saturation only; hue is left alone because
-  captions name colours ("a red square").
+The transform (`build_image_transform`) squashes the picture to a square ``image_size``
+rather than centre-cropping it: a centre crop could cut off an object near the border, while a
+uniform resize per axis keeps every object in view and keeps its relations ("left of",
+"above"). It yields 8-bit pixels; normalisation and train-time augmentation are the model's
+(`image_frontend.ImageFrontend`), done a whole batch at a time.
 """
 
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 from torchvision.transforms import v2
@@ -35,11 +23,6 @@ from multimodal_s2s.data.files import find_files
 from multimodal_s2s.errors import InputError
 
 SUPPORTED_IMAGE_EXTENSIONS: tuple[str, ...] = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp")
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-CROP_SCALE: tuple[float, float] = (0.85, 1.0)
-CROP_RATIO: tuple[float, float] = (0.95, 1.0 / 0.95)
-COLOR_JITTER: dict[str, float] = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2}
 WHITE: tuple[int, int, int] = (255, 255, 255)
 
 _PILLOW_FORMATS = ("BMP", "GIF", "JPEG", "PNG", "WEBP")
@@ -131,32 +114,20 @@ def _sixteen_bit_to_gray(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), mode="L")
 
 
-def build_image_transform(image_size: int, train: bool) -> Callable[[Image.Image], Tensor]:
-    """Make the picture -> tensor transform for training (augmented) or evaluation.
+def build_image_transform(image_size: int) -> Callable[[Image.Image], Tensor]:
+    """Make the picture -> tensor transform (a resize, the same for training and evaluation).
 
     Args:
         image_size: side S of the square output, in pixels.
-        train: add the random crop and colour jitter described in the module docstring.
 
     Returns:
-        A callable mapping an RGB ``PIL.Image.Image`` to a float32 tensor of shape
-        ``(3, S, S)``, normalised with the ImageNet mean and standard deviation.
+        A callable mapping an RGB ``PIL.Image.Image`` to a ``uint8`` tensor of shape
+        ``(3, S, S)`` (antialiased resize of each axis).
     """
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise InputError(f"image_size must be a positive integer, got {image_size!r}")
     size = (image_size, image_size)
-    steps: list[v2.Transform] = [v2.ToImage(), v2.Resize(size, antialias=True)]
-    if train:
-        steps += [
-            v2.RandomResizedCrop(size, scale=CROP_SCALE, ratio=CROP_RATIO, antialias=True),
-            v2.ColorJitter(**COLOR_JITTER),
-        ]
-    steps += [
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        v2.ToPureTensor(),
-    ]
-    return v2.Compose(steps)
+    return v2.Compose([v2.ToImage(), v2.Resize(size, antialias=True), v2.ToPureTensor()])
 
 
 def find_image_files(paths: list[str]) -> list[Path]:

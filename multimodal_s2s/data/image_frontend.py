@@ -1,0 +1,110 @@
+"""Model-side image preprocessing: 8-bit pixels -> normalised floats, augmented in training.
+
+The data pipeline hands the model resized ``uint8`` images (``image.build_image_transform``);
+`ImageFrontend` turns a whole batch into ImageNet-normalised float32 at once, and in training
+mode augments every image of the batch with its own random draw, as one tensor operation on
+the model's device. Doing this per batch instead of per image in loading workers takes it off
+the CPU cores that train (about 0.4 ms an image with torchvision's per-image transforms).
+
+Train-time augmentation is chosen so that a caption stays true of the augmented image:
+
+* No horizontal (or vertical) flip: it would swap "left of" and "right of" ("above"/"below").
+* Random resized crop of the (already square) image with area scale in ``CROP_SCALE`` and
+  aspect ratio (width / height) in ``CROP_RATIO``, sampled as torchvision's
+  ``RandomResizedCrop`` samples them (a side that would exceed the image is clamped to it),
+  resampled bilinearly to the full size. The crop side along one axis is at least
+  ``sqrt(0.85 * 0.95) = 0.899`` of the image side, so at most ~10% of the side is removed in
+  total. Objects occupy 25-60% of the image side, so even an object touching the border keeps
+  at least ``(0.25 - 0.10) / 0.25 = 60%`` of its extent in view, and the crop is a monotone
+  map, so the left/right and above/below order of objects never changes. The aspect change is
+  at most ~5%, too little to turn a circle into an ellipse.
+* Colour jitter of brightness, contrast and saturation (each factor uniform in
+  ``1 +- COLOR_JITTER[name]``, applied in that order, with torchvision's formulas); hue is
+  left alone because captions name colours ("a red square").
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from multimodal_s2s.errors import InputError
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+CROP_SCALE: tuple[float, float] = (0.85, 1.0)
+CROP_RATIO: tuple[float, float] = (0.95, 1.0 / 0.95)
+COLOR_JITTER: dict[str, float] = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2}
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights, as torchvision's rgb_to_grayscale
+
+
+class ImageFrontend(nn.Module):
+    """``uint8`` images ``(B, 3, H, W)`` -> normalised float32 ``(B, 3, H, W)``.
+
+    With ``augment`` and in training mode, each image is randomly cropped and colour-jittered
+    first (module docstring). Holds no parameters and no saved state.
+    """
+
+    def __init__(self, augment: bool = True) -> None:
+        super().__init__()
+        self.augment = augment
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
+
+    def forward(self, images: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Normalise (and in training, augment) a batch; ``lengths`` passes through."""
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+            raise InputError(
+                f"image frontend expects uint8 RGB images (B, 3, H, W), got {images.dtype} "
+                f"{tuple(images.shape)}"
+            )
+        pixels = images.to(torch.float32) / 255.0
+        if self.training and self.augment:
+            pixels = color_jitter(random_resized_crop(pixels))
+        return (pixels - self.mean) / self.std, lengths
+
+
+def random_resized_crop(pixels: Tensor) -> Tensor:
+    """Crop each ``(B, C, H, W)`` image to its own random box (``CROP_SCALE`` of the area,
+    ``CROP_RATIO`` aspect) and resample it bilinearly back to ``H x W``."""
+    batch = pixels.shape[0]
+    draws = torch.rand(batch, 4, device=pixels.device)
+    area = CROP_SCALE[0] + (CROP_SCALE[1] - CROP_SCALE[0]) * draws[:, 0]
+    log_low, log_high = math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])
+    ratio = torch.exp(log_low + (log_high - log_low) * draws[:, 1])
+    width = (area * ratio).sqrt().clamp(max=1.0)  # fractions of the image side
+    height = (area / ratio).sqrt().clamp(max=1.0)
+    left = (1.0 - width) * draws[:, 2]
+    top = (1.0 - height) * draws[:, 3]
+    theta = torch.zeros(batch, 2, 3, device=pixels.device)
+    theta[:, 0, 0] = width  # output x in [-1, 1] -> input x in the crop's [-1, 1] span
+    theta[:, 0, 2] = 2.0 * left + width - 1.0
+    theta[:, 1, 1] = height
+    theta[:, 1, 2] = 2.0 * top + height - 1.0
+    grid = F.affine_grid(theta, list(pixels.shape), align_corners=False)
+    return F.grid_sample(pixels, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def color_jitter(pixels: Tensor) -> Tensor:
+    """Random brightness, contrast and saturation factors per ``(B, 3, H, W)`` image of values
+    in ``[0, 1]``; the result stays in ``[0, 1]``."""
+    strengths = torch.tensor(list(COLOR_JITTER.values()), device=pixels.device)
+    draws = torch.rand(pixels.shape[0], len(COLOR_JITTER), device=pixels.device)
+    factors = (1.0 + strengths * (2.0 * draws - 1.0)).view(-1, len(COLOR_JITTER), 1, 1, 1)
+    brightness, contrast, saturation = factors.unbind(dim=1)
+    pixels = (pixels * brightness).clamp(0.0, 1.0)
+    mean_gray = _grayscale(pixels).mean(dim=(1, 2, 3), keepdim=True)
+    pixels = _blend(pixels, mean_gray, contrast)
+    return _blend(pixels, _grayscale(pixels), saturation)
+
+
+def _grayscale(pixels: Tensor) -> Tensor:
+    """``(B, 3, H, W)`` -> ``(B, 1, H, W)`` luma."""
+    weights = torch.tensor(_LUMA, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
+    return (pixels * weights).sum(dim=1, keepdim=True)
+
+
+def _blend(pixels: Tensor, other: Tensor, factor: Tensor) -> Tensor:
+    """``factor * pixels + (1 - factor) * other``, clamped to ``[0, 1]`` (torchvision's blend)."""
+    return (factor * pixels + (1.0 - factor) * other).clamp(0.0, 1.0)

@@ -1,0 +1,111 @@
+"""Tests for the model-side image frontend: normalisation and batched train-time augmentation."""
+
+import pytest
+import torch
+
+from multimodal_s2s.data.image_frontend import (
+    CROP_SCALE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageFrontend,
+    color_jitter,
+    random_resized_crop,
+)
+from multimodal_s2s.errors import InputError
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _split_images(batch: int, size: int = 32) -> torch.Tensor:
+    """``(batch, 3, size, size)`` uint8: red left half, blue right half."""
+    images = torch.zeros(batch, 3, size, size, dtype=torch.uint8)
+    images[:, 0, :, : size // 2] = 255
+    images[:, 2, :, size // 2 :] = 255
+    return images
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_eval_mode_normalises_exactly_and_never_augments(device):
+    frontend = ImageFrontend(augment=True).to(device).eval()
+    white = torch.full((2, 3, 8, 8), 255, dtype=torch.uint8, device=device)
+    normalised, lengths = frontend(white, None)
+    assert lengths is None and normalised.dtype == torch.float32
+    expected = (1.0 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    torch.testing.assert_close(normalised.cpu(), expected.view(1, 3, 1, 1).expand(2, 3, 8, 8))
+    images = _split_images(4).to(device)
+    torch.testing.assert_close(frontend(images, None)[0], frontend(images, None)[0])
+
+
+def test_training_without_augment_equals_eval():
+    images = _split_images(4)
+    plain = ImageFrontend(augment=False).train()(images, None)[0]
+    torch.testing.assert_close(plain, ImageFrontend().eval()(images, None)[0])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_training_augments_each_image_differently_but_never_flips(device):
+    frontend = ImageFrontend(augment=True).to(device).train()
+    torch.manual_seed(0)
+    images = _split_images(16).to(device)
+    augmented, _ = frontend(images, None)
+    assert augmented.shape == images.shape
+    plain = frontend.eval()(images, None)[0]
+    assert not torch.allclose(augmented, plain)
+    assert not torch.allclose(augmented[0], augmented[1])  # same picture, own random draw
+    red_minus_blue = augmented[:, 0] - augmented[:, 2]
+    assert (red_minus_blue[:, :, :4] > 0).all()  # red stays on the left
+    assert (red_minus_blue[:, :, -4:] < 0).all()  # blue stays on the right
+
+
+def test_crop_removes_at_most_a_tenth_of_each_side_and_keeps_order():
+    """A horizontal ramp stays increasing and still spans >= ~90% of its range."""
+    torch.manual_seed(0)
+    ramp = torch.linspace(0.0, 1.0, 64).expand(200, 3, 64, 64).contiguous()
+    cropped = random_resized_crop(ramp)
+    row = cropped[:, 0, 32]
+    assert (row[:, 1:] >= row[:, :-1] - 1e-6).all()
+    smallest_side = (CROP_SCALE[0] * 0.95) ** 0.5
+    assert (row[:, 0] <= 1.0 - smallest_side + 0.02).all()
+    assert (row[:, -1] >= smallest_side - 0.02).all()
+    assert (row[:, -1] - row[:, 0]).min() < 0.97  # some crops do cut the image
+
+
+def test_crop_keeps_a_corner_object_in_view():
+    """A 25%-of-side object in the corner stays mostly visible after any train crop."""
+    torch.manual_seed(0)
+    images = torch.zeros(100, 3, 64, 64)
+    images[:, :, :16, :16] = 1.0
+    bright = random_resized_crop(images).mean(dim=1) > 0.5
+    assert bright[:, 0, 0].all()
+    assert (bright.sum(dim=(1, 2)) >= 0.3 * 16 * 16).all()
+
+
+def test_colour_jitter_keeps_gray_gray_within_the_brightness_range():
+    torch.manual_seed(0)
+    gray = torch.full((500, 3, 4, 4), 0.5)
+    jittered = color_jitter(gray)
+    assert torch.allclose(jittered[:, 0], jittered[:, 1]) and torch.allclose(
+        jittered[:, 1], jittered[:, 2]
+    )  # contrast and saturation leave a uniform gray image alone; hue is never touched
+    level = jittered[:, 0, 0, 0]
+    assert level.min() >= 0.4 - 1e-6 and level.max() <= 0.6 + 1e-6  # brightness 1 +- 0.2
+    assert level.min() < 0.42 and level.max() > 0.58
+
+
+def test_colour_jitter_changes_saturation_and_stays_in_range():
+    torch.manual_seed(0)
+    red = torch.zeros(200, 3, 4, 4)
+    red[:, 0] = 0.8
+    jittered = color_jitter(red)
+    assert jittered.min() >= 0.0 and jittered.max() <= 1.0
+    assert jittered[:, 1].max() > 0.0  # desaturation mixes gray into the other channels
+    assert (jittered[:, 0] > jittered[:, 1]).all()  # but red stays red
+
+
+def test_frontend_rejects_float_images_and_saves_no_state():
+    frontend = ImageFrontend()
+    with pytest.raises(InputError, match="uint8"):
+        frontend(torch.zeros(1, 3, 8, 8), None)
+    with pytest.raises(InputError, match=r"\(1, 1, 8, 8\)"):
+        frontend(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), None)
+    assert frontend.state_dict() == {}
