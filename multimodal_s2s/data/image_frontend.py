@@ -88,23 +88,19 @@ def random_resized_crop(pixels: Tensor) -> Tensor:
 
 def color_jitter(pixels: Tensor) -> Tensor:
     """Random brightness, contrast and saturation factors per ``(B, 3, H, W)`` image of values
-    in ``[0, 1]``; the result stays in ``[0, 1]``."""
-    strengths = torch.tensor(list(COLOR_JITTER.values()), device=pixels.device)
-    draws = torch.rand(pixels.shape[0], len(COLOR_JITTER), device=pixels.device)
-    factors = (1.0 + strengths * (2.0 * draws - 1.0)).view(-1, len(COLOR_JITTER), 1, 1, 1)
-    brightness, contrast, saturation = factors.unbind(dim=1)
-    pixels = (pixels * brightness).clamp(0.0, 1.0)
+    in ``[0, 1]`` (torchvision's formulas); the result stays in ``[0, 1]``."""
+    factors = {
+        name: 1.0 + strength * (2.0 * torch.rand(len(pixels), 1, 1, 1, device=pixels.device) - 1.0)
+        for name, strength in COLOR_JITTER.items()
+    }
+    pixels = (pixels * factors["brightness"]).clamp_(0.0, 1.0)
     mean_gray = _grayscale(pixels).mean(dim=(1, 2, 3), keepdim=True)
-    pixels = _blend(pixels, mean_gray, contrast)
-    return _blend(pixels, _grayscale(pixels), saturation)
+    contrast = factors["contrast"]
+    pixels = (pixels * contrast).add_(mean_gray * (1.0 - contrast)).clamp_(0.0, 1.0)
+    return torch.lerp(_grayscale(pixels), pixels, factors["saturation"]).clamp_(0.0, 1.0)
 
 
 def _grayscale(pixels: Tensor) -> Tensor:
     """``(B, 3, H, W)`` -> ``(B, 1, H, W)`` luma."""
-    weights = torch.tensor(_LUMA, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
-    return (pixels * weights).sum(dim=1, keepdim=True)
-
-
-def _blend(pixels: Tensor, other: Tensor, factor: Tensor) -> Tensor:
-    """``factor * pixels + (1 - factor) * other``, clamped to ``[0, 1]`` (torchvision's blend)."""
-    return (factor * pixels + (1.0 - factor) * other).clamp(0.0, 1.0)
+    weights = torch.tensor([_LUMA], device=pixels.device, dtype=pixels.dtype)  # (1, 3)
+    return (weights @ pixels.flatten(2)).view(len(pixels), 1, *pixels.shape[2:])
