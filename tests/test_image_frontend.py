@@ -36,6 +36,13 @@ def test_eval_mode_normalises_exactly_and_never_augments(device):
     torch.testing.assert_close(frontend(images, None)[0], frontend(images, None)[0])
 
 
+def test_training_augmentation_stays_float32_under_bfloat16_autocast():
+    frontend = ImageFrontend().train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        augmented, _ = frontend(_split_images(4), None)
+    assert augmented.dtype == torch.float32
+
+
 def test_training_without_augment_equals_eval():
     images = _split_images(4)
     plain = ImageFrontend(augment=False).train()(images, None)[0]

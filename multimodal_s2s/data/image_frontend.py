@@ -43,7 +43,8 @@ class ImageFrontend(nn.Module):
     """``uint8`` images ``(B, 3, H, W)`` -> normalised float32 ``(B, 3, H, W)``.
 
     With ``augment`` and in training mode, each image is randomly cropped and colour-jittered
-    first (module docstring). Holds no parameters and no saved state.
+    first (module docstring). Always computes in float32, also inside an autocast region.
+    Holds no parameters and no saved state.
     """
 
     def __init__(self, augment: bool = True) -> None:
@@ -59,10 +60,11 @@ class ImageFrontend(nn.Module):
                 f"image frontend expects uint8 RGB images (B, 3, H, W), got {images.dtype} "
                 f"{tuple(images.shape)}"
             )
-        pixels = images.to(torch.float32) / 255.0
-        if self.training and self.augment:
-            pixels = color_jitter(random_resized_crop(pixels))
-        return (pixels - self.mean) / self.std, lengths
+        with torch.autocast(images.device.type, enabled=False):  # float32 under mixed precision
+            pixels = images.to(torch.float32) / 255.0
+            if self.training and self.augment:
+                pixels = color_jitter(random_resized_crop(pixels))
+            return (pixels - self.mean) / self.std, lengths
 
 
 def random_resized_crop(pixels: Tensor) -> Tensor:
