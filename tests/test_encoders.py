@@ -96,6 +96,27 @@ def test_image_encoders_append_grid_coordinates(name):
     assert projected.head.projection.in_features == plain.output_dim + 2
 
 
+def test_cnn_input_coordinates_feed_each_pixels_row_and_column_to_the_first_conv():
+    encoder = CNNEncoder(CNNConfig(channels=[4, 8], input_coordinates=True)).eval()
+    first_conv = encoder.trunk[0]
+    assert first_conv.in_channels == 5
+    seen = []
+    first_conv.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    images = torch.randn(2, 3, 12, 20)
+    memory = encoder(images).memory
+    assert memory.shape == (2, 3 * 5, 8)
+    fed = seen[0]
+    torch.testing.assert_close(fed[:, :3], images)
+    rows, columns = torch.linspace(-1, 1, 12), torch.linspace(-1, 1, 20)
+    torch.testing.assert_close(fed[:, 3], rows.view(12, 1).expand(2, 12, 20))
+    torch.testing.assert_close(fed[:, 4], columns.view(1, 20).expand(2, 12, 20))
+    with torch.no_grad():
+        first_conv.weight[:, :3] = 0.0  # only the coordinates are left to see
+    blank = encoder(torch.zeros(1, 3, 12, 20)).memory[0]
+    torch.testing.assert_close(encoder(images).memory, blank.expand(2, -1, -1))
+    assert not torch.allclose(blank[6], blank[7])  # interior cells differ by position alone
+
+
 def test_cnn_pooled_blocks_out_of_range_is_named():
     with pytest.raises(InputError, match=r"encoder.pooled_blocks must be between 0 and .* \(2\)"):
         CNNConfig(channels=[4, 8], pooled_blocks=3)

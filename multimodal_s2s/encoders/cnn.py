@@ -16,7 +16,9 @@ class CNNConfig:
 
     An ``H x W`` image gives an ``H // 2**n x W // 2**n`` grid (``n = pooled_blocks``),
     flattened row by row to ``S = H' * W'`` memory positions. ``coordinates``: see
-    ``_GridHead``.
+    ``_GridHead``. ``input_coordinates`` (CoordConv, Liu et al. 2018) appends two channels
+    holding each pixel's row and column, scaled to ``[-1, 1]``, to the image before the
+    first convolution, so features can say where within a grid cell their object lies.
     """
 
     name: str = "cnn"
@@ -24,6 +26,7 @@ class CNNConfig:
     channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     pooled_blocks: int | None = None
     coordinates: bool = False
+    input_coordinates: bool = False
     output_dim: int | None = None
     dropout: float = 0.0
 
@@ -41,7 +44,8 @@ class CNNEncoder(Encoder):
     def __init__(self, config: CNNConfig) -> None:
         super().__init__()
         blocks: list[nn.Module] = []
-        in_channels = config.in_channels
+        self.input_coordinates = config.input_coordinates
+        in_channels = config.in_channels + 2 if config.input_coordinates else config.in_channels
         pooled = len(config.channels) if config.pooled_blocks is None else config.pooled_blocks
         for index, channels in enumerate(config.channels):
             blocks += [
@@ -71,6 +75,11 @@ class CNNEncoder(Encoder):
         Returns:
             memory ``(B, (H // 2**n) * (W // 2**n), D)`` and lengths ``(B,)`` all equal to S.
         """
+        if self.input_coordinates:
+            batch, _, height, width = inputs.shape
+            grid = _grid_coordinates(height, width, inputs)  # (1, H * W, 2)
+            grid = grid.transpose(1, 2).reshape(1, 2, height, width).expand(batch, -1, -1, -1)
+            inputs = torch.cat([inputs, grid], dim=1)
         return self.head(self.trunk(inputs))
 
 
