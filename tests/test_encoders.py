@@ -101,7 +101,7 @@ def test_cnn_input_coordinates_feed_each_pixels_row_and_column_to_the_first_conv
     first_conv = encoder.trunk[0]
     assert first_conv.in_channels == 5
     seen = []
-    first_conv.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    encoder.trunk.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0]))
     images = torch.randn(2, 3, 12, 20)
     memory = encoder(images).memory
     assert memory.shape == (2, 3 * 5, 8)
@@ -115,6 +115,37 @@ def test_cnn_input_coordinates_feed_each_pixels_row_and_column_to_the_first_conv
     blank = encoder(torch.zeros(1, 3, 12, 20)).memory[0]
     torch.testing.assert_close(encoder(images).memory, blank.expand(2, -1, -1))
     assert not torch.allclose(blank[6], blank[7])  # interior cells differ by position alone
+
+
+def test_cnn_eval_folds_batch_norm_into_the_convolutions_without_changing_outputs():
+    torch.manual_seed(0)
+    encoder = CNNEncoder(CNNConfig(channels=[4, 8, 16], output_dim=6))
+    for _ in range(3):  # running statistics away from their initial values
+        encoder(torch.randn(8, 3, 16, 16) * 2 + 1)
+    for norm in encoder.trunk:
+        if isinstance(norm, torch.nn.BatchNorm2d):
+            norm.weight.data.uniform_(0.5, 2.0)
+            norm.bias.data.normal_()
+    encoder.eval()
+    images = torch.randn(4, 3, 16, 16)
+    calls = []
+    hooks = [
+        norm.register_forward_hook(lambda *args: calls.append(1))
+        for norm in encoder.trunk
+        if isinstance(norm, torch.nn.BatchNorm2d)
+    ]
+    folded = encoder(images).memory
+    assert not calls  # no batch-norm layer ran: all three were folded
+    unfolded = encoder.head(torch.nn.Sequential.forward(encoder.trunk, images)).memory
+    assert len(calls) == 3
+    torch.testing.assert_close(folded, unfolded, atol=1e-5, rtol=1e-5)
+    folded.sum().backward()  # still differentiable, e.g. for saliency in eval mode
+    assert encoder.trunk[0].weight.grad.abs().sum() > 0
+    for hook in hooks:
+        hook.remove()
+    encoder.train()
+    encoder(images)
+    assert len(calls) == 3  # training mode runs the norms on batch statistics
 
 
 def test_cnn_pooled_blocks_out_of_range_is_named():

@@ -95,8 +95,43 @@ class ChannelsLastTrunk(nn.Sequential):
         self.to(memory_format=torch.channels_last)
 
     def forward(self, inputs: Tensor) -> Tensor:
-        """``(B, C, H, W)`` in any layout -> ``(B, C', H', W')`` channels-last features."""
-        return super().forward(inputs.contiguous(memory_format=torch.channels_last))
+        """``(B, C, H, W)`` in any layout -> ``(B, C', H', W')`` channels-last features.
+
+        In eval mode, a convolution followed by batch norm runs as one convolution whose
+        weights and bias have the norm's running statistics folded in (the same function,
+        without a pass over the activations for the norm).
+        """
+        features = inputs.contiguous(memory_format=torch.channels_last)
+        layers = list(self)
+        index = 0
+        while index < len(layers):
+            layer = layers[index]
+            following = layers[index + 1] if index + 1 < len(layers) else None
+            if not self.training and _foldable(layer, following):
+                features = _conv_with_folded_norm(layer, following, features)
+                index += 2
+            else:
+                features = layer(features)
+                index += 1
+        return features
+
+
+def _foldable(layer: nn.Module, following: nn.Module | None) -> bool:
+    return (
+        isinstance(layer, nn.Conv2d)
+        and isinstance(following, nn.BatchNorm2d)
+        and following.track_running_stats
+    )
+
+
+def _conv_with_folded_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d, inputs: Tensor) -> Tensor:
+    """``norm(conv(inputs))`` of an eval-mode norm, as one convolution (differentiable)."""
+    scale = torch.rsqrt(norm.running_var + norm.eps)
+    shift = -norm.running_mean if conv.bias is None else conv.bias - norm.running_mean
+    if norm.affine:
+        scale = scale * norm.weight
+    bias = shift * scale + norm.bias if norm.affine else shift * scale
+    return conv._conv_forward(inputs, conv.weight * scale.view(-1, 1, 1, 1), bias)
 
 
 class _GridHead(nn.Module):
