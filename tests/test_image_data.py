@@ -322,3 +322,9 @@ def test_training_images_over_max_pixels_are_dropped_and_counted(tmp_path):
     data = ImageData(config)
     assert len(data.texts("train")) == 6 and len(data.texts("dev")) == 8
     assert data.dropped == [Dropped("train", 2, "more than data.max_pixels=576 pixels")]
+
+
+@pytest.mark.parametrize(("key", "value"), [("num_workers", -1), ("max_pixels", 0)])
+def test_bad_image_data_settings_are_named(key, value):
+    with pytest.raises(InputError, match=f"data.{key} must be"):
+        ImageDataConfig(**{key: value})

@@ -102,9 +102,11 @@ class ImageData(DataSource):
         chunks = [order[first : first + size] for first in range(0, len(order), size)]
         chunks = shard_batches(chunks, shard, train)
         if split == "train" and self.config.preload:
-            dataset, workers = _PreloadedDataset(records, self._preload()), 0
+            dataset = _ImageDataset(records, self.config.image_size, self._preload())
+            workers = 0
         else:
-            dataset, workers = self._dataset(records), self.config.num_workers
+            dataset = _ImageDataset(records, self.config.image_size)
+            workers = self.config.num_workers
         return DataLoader(
             dataset,
             batch_sampler=chunks[start:],
@@ -159,15 +161,12 @@ class ImageData(DataSource):
         """``[(3, S, S)]`` -> ``(B, 3, S, S)`` and no lengths (images are never padded)."""
         return torch.stack(sources), None
 
-    def _dataset(self, records: list[tuple[str, str]]) -> "_ImageDataset":
-        return _ImageDataset(records, build_image_transform(self.config.image_size))
-
     def _preload(self) -> Tensor:
         """All training images as one ``(N, 3, S, S)`` uint8 tensor, decoded on first use."""
         if self._preloaded is None:
             records = self._split("train")
             loader = DataLoader(
-                self._dataset(records),
+                _ImageDataset(records, self.config.image_size),
                 batch_size=256,
                 num_workers=self.config.num_workers,
                 collate_fn=_collate_batch,
@@ -236,25 +235,14 @@ def _pixels(record: dict) -> int:
 
 
 class _ImageDataset(Dataset):
-    """Item ``i`` -> ``(uint8 image (3, S, S), caption, path)``, read from its file."""
+    """Item ``i`` -> ``(uint8 image (3, S, S), caption, path)``: row ``i`` of ``pixels``
+    (preloaded) when given, else read from its file and resized to ``image_size``."""
 
-    def __init__(self, records: list[tuple[str, str]], transform) -> None:
+    def __init__(
+        self, records: list[tuple[str, str]], image_size: int, pixels: Tensor | None = None
+    ) -> None:
         self.records = records
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, str, str]:
-        path, caption = self.records[index]
-        return self.transform(load_image(path)), caption, path
-
-
-class _PreloadedDataset(Dataset):
-    """Item ``i`` -> ``(uint8 image (3, S, S), caption, path)``, from preloaded pixels."""
-
-    def __init__(self, records: list[tuple[str, str]], pixels: Tensor) -> None:
-        self.records = records
+        self.transform = build_image_transform(image_size)
         self.pixels = pixels
 
     def __len__(self) -> int:
@@ -262,7 +250,9 @@ class _PreloadedDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, str, str]:
         path, caption = self.records[index]
-        return self.pixels[index], caption, path
+        if self.pixels is not None:
+            return self.pixels[index], caption, path
+        return self.transform(load_image(path)), caption, path
 
 
 def _collate_batch(items: list[tuple[Tensor, str, str]]) -> SourceBatch:
