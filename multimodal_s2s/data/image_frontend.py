@@ -9,19 +9,21 @@ the CPU cores that train (about 0.4 ms an image with torchvision's per-image tra
 Train-time augmentation is chosen so that a caption stays true of the augmented image:
 
 * No horizontal (or vertical) flip: it would swap "left of" and "right of" ("above"/"below").
-* Random square crop of the (already square) image with area scale uniform in
-  ``CROP_SCALE``, at a uniformly random position, resampled bilinearly to the full size. Its
-  side is at least ``sqrt(0.85) = 0.922`` of the image side, so at most ~8% of the side is
-  removed in total. Objects occupy 25-60% of the image side, so even an object touching the
-  border keeps at least ``(0.25 - 0.08) / 0.25 = 68%`` of its extent in view. The crop scales
-  both axes alike, so the order of objects along each axis and the comparison of horizontal
-  with vertical distance (which decides "to the left of" against "above") never change; a
-  crop that also changed the aspect ratio (torchvision's default) would flip that comparison
-  for scenes near the diagonal and make their captions wrong.
+* Random resized crop of the (already square) image with area scale in ``CROP_SCALE`` and
+  aspect ratio (width / height) in ``CROP_RATIO``, sampled as torchvision's
+  ``RandomResizedCrop`` samples them (a side that would exceed the image is clamped to it),
+  resampled bilinearly to the full size. The crop side along one axis is at least
+  ``sqrt(0.85 * 0.95) = 0.899`` of the image side, so at most ~10% of the side is removed in
+  total. Objects occupy 25-60% of the image side, so even an object touching the border keeps
+  at least ``(0.25 - 0.10) / 0.25 = 60%`` of its extent in view, and the crop is a monotone
+  map, so the left/right and above/below order of objects never changes. The aspect change is
+  at most ~5%, too little to turn a circle into an ellipse.
 * Colour jitter of brightness, contrast and saturation (each factor uniform in
   ``1 +- COLOR_JITTER[name]``, applied in that order, with torchvision's formulas); hue is
   left alone because captions name colours ("a red square").
 """
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,7 @@ from multimodal_s2s.errors import InputError
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 CROP_SCALE: tuple[float, float] = (0.85, 1.0)
+CROP_RATIO: tuple[float, float] = (0.95, 1.0 / 0.95)
 COLOR_JITTER: dict[str, float] = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2}
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights, as torchvision's rgb_to_grayscale
 
@@ -66,17 +69,21 @@ class ImageFrontend(nn.Module):
 
 def random_resized_crop(pixels: Tensor) -> Tensor:
     """Crop each ``(B, C, H, W)`` image to its own random box (``CROP_SCALE`` of the area,
-    the image's own aspect ratio) and resample it bilinearly back to ``H x W``."""
+    ``CROP_RATIO`` aspect) and resample it bilinearly back to ``H x W``."""
     batch = pixels.shape[0]
-    draws = torch.rand(batch, 3, device=pixels.device)
-    side = (CROP_SCALE[0] + (CROP_SCALE[1] - CROP_SCALE[0]) * draws[:, 0]).sqrt()  # fraction
-    left = (1.0 - side) * draws[:, 1]
-    top = (1.0 - side) * draws[:, 2]
+    draws = torch.rand(batch, 4, device=pixels.device)
+    area = CROP_SCALE[0] + (CROP_SCALE[1] - CROP_SCALE[0]) * draws[:, 0]
+    log_low, log_high = math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])
+    ratio = torch.exp(log_low + (log_high - log_low) * draws[:, 1])
+    width = (area * ratio).sqrt().clamp(max=1.0)  # fractions of the image side
+    height = (area / ratio).sqrt().clamp(max=1.0)
+    left = (1.0 - width) * draws[:, 2]
+    top = (1.0 - height) * draws[:, 3]
     theta = torch.zeros(batch, 2, 3, device=pixels.device)
-    theta[:, 0, 0] = side  # output x in [-1, 1] -> input x in the crop's [-1, 1] span
-    theta[:, 0, 2] = 2.0 * left + side - 1.0
-    theta[:, 1, 1] = side
-    theta[:, 1, 2] = 2.0 * top + side - 1.0
+    theta[:, 0, 0] = width  # output x in [-1, 1] -> input x in the crop's [-1, 1] span
+    theta[:, 0, 2] = 2.0 * left + width - 1.0
+    theta[:, 1, 1] = height
+    theta[:, 1, 2] = 2.0 * top + height - 1.0
     grid = F.affine_grid(theta, list(pixels.shape), align_corners=False)
     return F.grid_sample(pixels, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
