@@ -10,7 +10,7 @@ from multimodal_s2s.caption import add_caption_command
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import apply_override, config_from_dict, config_to_dict, load_config
 from multimodal_s2s.data.manifest import write_manifest
-from multimodal_s2s.errors import InputError, TrainingError
+from multimodal_s2s.errors import InputError, TrainingError, one_line
 from multimodal_s2s.evaluate import evaluate_model
 from multimodal_s2s.train import build_source, resolve_device, train
 from multimodal_s2s.transcribe import add_transcribe_command
@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except (InputError, TrainingError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
 
 

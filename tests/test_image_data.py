@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from multimodal_s2s.cli import main
 from multimodal_s2s.config import load_config
 from multimodal_s2s.data.base import Dropped
 from multimodal_s2s.data.batching import Shard
@@ -328,3 +329,29 @@ def test_training_images_over_max_pixels_are_dropped_and_counted(tmp_path):
 def test_bad_image_data_settings_are_named(key, value):
     with pytest.raises(InputError, match=f"data.{key} must be"):
         ImageDataConfig(**{key: value})
+
+
+@pytest.mark.parametrize("preload", [False, True])
+def test_training_on_a_corrupt_image_stops_with_one_line_naming_it(tmp_path, capsys, preload):
+    records = [{**record, "width": 24, "height": 24} for record in write_images(tmp_path, 4)]
+    (tmp_path / "002.png").write_bytes(b"not an image")  # sizes given: first read in a worker
+    manifest = write_manifest(tmp_path / "train.jsonl", records)
+    overrides = [
+        "data.name=images",
+        f"data.train={manifest}",
+        f"data.dev={manifest}",
+        f"data.image_size={SIZE}",
+        "data.num_workers=1",  # the error crosses a DataLoader worker
+        f"data.preload={str(preload).lower()}",
+        "encoder.name=cnn",
+        "encoder.channels=[4]",
+        "tokenizer.kind=word",
+        "train.epochs=1",
+        "train.batch_size=4",
+    ]
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n")
+    assert main(["train", str(config), *overrides, "--out", str(tmp_path / "out")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith("error: cannot read image ") and "002.png" in errors[0]
