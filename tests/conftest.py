@@ -67,8 +67,9 @@ DECODER = ["decoder.hidden_dim=16", "decoder.embedding_dim=8", "decoder.dropout=
 
 def one_training_batch(overrides: list[str], folder):
     """A trainer on 8 items of a toy task, its one training batch, the batch's targets and
-    the model's teacher-forced outputs on it (log-probs, attention, encoder output)."""
-    config = load_config(None, overrides + ["data.num_train=8"])
+    the model's teacher-forced outputs on it (log-probs, attention, encoder output). On the
+    CPU in float32, so that a test can recompute the training step's loss exactly."""
+    config = load_config(None, overrides + ["data.num_train=8", "train.device=cpu"])
     run = _Run(config, folder, progress=False, resume=False)
     (batch,) = run._train_batches(epoch=0)
     inputs, targets = teacher_forcing_pair([run.tokenizer.encode(t) for t in batch.texts])

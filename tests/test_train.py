@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import math
 
@@ -60,12 +61,27 @@ def test_resume_gives_the_same_next_step_loss(tmp_path):
     assert resumed_losses[0] == pytest.approx(losses[2], abs=1e-6)
 
 
+NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
 @pytest.mark.parametrize("task", [SEQUENCES, IMAGES])
 @pytest.mark.parametrize(
-    ("cpu_bfloat16", "dtype"), [(False, torch.float32), (True, torch.bfloat16)]
+    ("precision", "dtype"),
+    [
+        pytest.param(["train.device=cpu", "train.cpu_bfloat16=false"], torch.float32, id="cpu"),
+        pytest.param(
+            ["train.device=cpu", "train.cpu_bfloat16=true"], torch.bfloat16, id="cpu-bf16"
+        ),
+        pytest.param(
+            ["train.device=cuda", "train.amp=false"], torch.float32, marks=NEEDS_CUDA, id="cuda"
+        ),
+        pytest.param(
+            ["train.device=cuda", "train.amp=true"], torch.float16, marks=NEEDS_CUDA, id="cuda-amp"
+        ),
+    ],
 )
-def test_cpu_bfloat16_autocasts_the_training_step(tmp_path, task, cpu_bfloat16, dtype):
-    overrides = ["data.num_train=8", "data.num_dev=2", f"train.cpu_bfloat16={cpu_bfloat16}"]
+def test_training_step_autocasts_as_configured(tmp_path, task, precision, dtype):
+    overrides = ["data.num_train=8", "data.num_dev=2", *precision]
     run = _Run(load_config(None, task + SMALL + overrides), tmp_path, progress=False, resume=False)
     memory_dtypes = []
     run.model.encoder.register_forward_hook(
@@ -92,6 +108,7 @@ def test_training_writes_checkpoints_that_rebuild_the_model(tmp_path):
     )
     train(load_config(None, overrides), tmp_path, progress=False)
     names = sorted(p.name for p in tmp_path.iterdir())
+    with_tensorboard = ["tensorboard"] if importlib.util.find_spec("tensorboard") else []
     assert names == [
         "averaged.pt",
         "best.pt",
@@ -100,6 +117,7 @@ def test_training_writes_checkpoints_that_rebuild_the_model(tmp_path):
         "epoch-1.pt",
         "epoch-2.pt",
         "metrics.jsonl",
+        *with_tensorboard,
     ]
     payload = load_checkpoint(tmp_path / "checkpoint-4.pt")
     assert payload["position"] == {"epoch": 2, "batch": 0, "step": 4}
