@@ -7,16 +7,17 @@ on the machine affects both alike). Run: ``python benchmarks/beam_search_speed.p
 
 import argparse
 import json
-import os
-import platform
 import time
 
 import torch
+from machine import describe
 
 from multimodal_s2s.config import load_config
 from multimodal_s2s.data.text import EOS_ID
+from multimodal_s2s.decode import full_float32_on_cuda
 from multimodal_s2s.model import build_model
 from multimodal_s2s.search import beam_search
+from multimodal_s2s.train import resolve_device
 
 
 def main() -> None:
@@ -28,12 +29,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="best of N alternating runs")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument(
         "overrides", nargs="*", help="model config overrides, e.g. decoder.hidden_dim=128"
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    device = resolve_device(args.device)
+    full_float32_on_cuda()
     config = load_config(
         None,
         [
@@ -51,6 +56,9 @@ def main() -> None:
         model.generator.projection.bias[EOS_ID] += args.eos_bias
     lengths = torch.randint(200, 801, (args.sources,))
     features = torch.randn(args.sources, int(lengths.max()), config.encoder.input_dim)
+    dtype = getattr(torch, args.dtype)
+    model, features = model.to(device, dtype), features.to(device, dtype)
+    lengths = lengths.to(device)
     with torch.no_grad():
         encoded = model.encode(features, lengths)
         alone = [
@@ -67,11 +75,18 @@ def main() -> None:
             looped = [beam_search(model, one, config.search)[0] for one in alone]
             looped_s = min(looped_s, time.perf_counter() - start)
 
-    identical = all(
-        [h.tokens for h in b] == [h.tokens for h in s]
-        and all(abs(x.score - y.score) <= 1e-5 for x, y in zip(b, s))
-        for b, s in zip(batched, looped)
-    )
+    differing = [
+        {
+            "source": index,
+            "output_tokens": [len(h.tokens) for h in (b[0], s[0])],
+            "same_tokens": [h.tokens for h in b] == [h.tokens for h in s],
+            "scores": [b[0].score, s[0].score],
+        }
+        for index, (b, s) in enumerate(zip(batched, looped))
+        if [h.tokens for h in b] != [h.tokens for h in s]
+        or any(abs(x.score - y.score) > 1e-5 for x, y in zip(b, s))
+    ]
+    identical = not differing
     result = {
         "sources": args.sources,
         "beam": args.beam,
@@ -80,11 +95,10 @@ def main() -> None:
         "one_at_a_time_s": round(looped_s, 3),
         "speedup": round(looped_s / batched_s, 2),
         "identical_outputs": identical,
-        "threads": torch.get_num_threads(),
+        "differing_sources": differing,
+        "dtype": args.dtype,
         "repeats": args.repeats,
-        "load_average": os.getloadavg()[0],
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "torch": torch.__version__,
+        **describe(device),
         "overrides": args.overrides,
     }
     print(json.dumps(result, indent=2))

@@ -10,36 +10,41 @@ captions. Run: ``python benchmarks/caption_throughput.py --model exp/scenes_capt
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
 from datetime import date
 
 import torch
+from machine import describe
 from torch import Tensor
 
 from multimodal_s2s.checkpoint import load_model
-from multimodal_s2s.decode import decode_batch
-from multimodal_s2s.train import build_source
+from multimodal_s2s.decode import decode_batch, full_float32_on_cuda
+from multimodal_s2s.train import build_source, resolve_device
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="image captioning checkpoint")
     parser.add_argument("--split", default="test", help="split of the checkpoint's data")
+    parser.add_argument("--manifest", help="an image manifest to read as --split instead")
     parser.add_argument("--num-images", type=int, default=200)
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=2, help="best of N alternating runs")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--output", help="also write the result as JSON to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model, tokenizer, config = load_model(args.model, torch.device("cpu"))
+    device = resolve_device(args.device)
+    full_float32_on_cuda()
+    model, tokenizer, config = load_model(args.model, device)
     search = dataclasses.replace(config.search, beam_size=args.beam)
-    images = _load_images(config, args.split, args.num_images)
+    if args.manifest:
+        config.data.test = {args.split: args.manifest}
+    images = _load_images(config, args.split, args.num_images).to(device)
 
     def caption(batch: Tensor) -> list[str]:
         return [d.text for d in decode_batch(model, tokenizer, batch, None, search)]
@@ -60,10 +65,7 @@ def main() -> None:
     rates = {name: len(images) / min(seconds) for name, seconds in timings.items()}
     result = {
         "date": date.today().isoformat(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-        "load_average_1min": os.getloadavg()[0],
-        "torch": torch.__version__,
-        "threads": args.threads,
+        **describe(device),
         "images": len(images),
         "beam": args.beam,
         "batch_size": args.batch_size,

@@ -13,12 +13,14 @@ Run on an idle machine:
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 from datetime import date
 from pathlib import Path
+
+import torch
+from machine import describe
 
 from multimodal_s2s.config import load_config
 
@@ -49,8 +51,7 @@ def main() -> None:
             print(f"{name}: {rate:.1f} samples/s", flush=True)
     report = {
         "date": date.today().isoformat(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "load_average": os.getloadavg(),
+        **describe(torch.device("cpu")),
         "utterances": args.utterances,
         "global_batch": load_config(CONFIG).train.batch_size,
         "results": results,
