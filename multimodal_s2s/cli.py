@@ -10,6 +10,7 @@ from multimodal_s2s.caption import add_caption_command
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import apply_override, config_from_dict, config_to_dict, load_config
 from multimodal_s2s.data.manifest import write_manifest
+from multimodal_s2s.decode import full_float32_on_cuda
 from multimodal_s2s.errors import InputError, TrainingError, one_line
 from multimodal_s2s.evaluate import evaluate_model
 from multimodal_s2s.train import build_source, resolve_device, train
@@ -23,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, "overrides") or any(arg.startswith("-") for arg in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides += extra  # dotted overrides may also follow the options
+    full_float32_on_cuda()
     try:
         return args.run(args)
     except (InputError, TrainingError) as error:

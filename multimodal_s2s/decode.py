@@ -23,6 +23,18 @@ class Decoded(NamedTuple):
     hypothesis: Hypothesis
 
 
+def full_float32_on_cuda() -> None:
+    """Make cuDNN run float32 convolutions and LSTMs in full float32, for this process.
+
+    PyTorch lets cuDNN compute them in TF32 (a 10-bit mantissa) by default, and the rounding
+    then depends on the kernel picked for each batch shape: on an H200, 1 of the 32 sources
+    of ``benchmarks/beam_search_speed.py`` decoded differently alone than in the batch, and
+    none does without TF32. The ``ms2s`` command line calls this so that no result depends on
+    the batch size; mixed-precision training (float16 under autocast) is not affected.
+    """
+    torch.backends.cudnn.allow_tf32 = False
+
+
 @torch.no_grad()
 def decode_batch(
     model: Seq2Seq,
