@@ -104,13 +104,26 @@ class CTCPrefixScorer:
 
     Rows are beam rows ``i * K + k`` as in ``search.beam_search``, which calls ``joint``,
     then ``select`` with the chosen parents and tokens, then ``keep`` when sources leave.
+
+    The recursion over frames runs as a loop of ``T`` small steps (``_loop_over_frames``) on
+    the CPU, and as cumulative sums (``_scan_over_frames``) on CUDA, where each step of the
+    loop would be a handful of kernel launches: the scan was 20x faster for 256 rows x 100
+    frames x 30 tokens on an H200, and 2-3x slower on 2 CPU cores.
     """
 
-    def __init__(self, log_probs: Tensor, lengths: Tensor, beam_size: int, weight: float) -> None:
+    def __init__(
+        self,
+        log_probs: Tensor,
+        lengths: Tensor,
+        beam_size: int,
+        weight: float,
+        scan: bool | None = None,
+    ) -> None:
         """``log_probs`` ``(B, T, V)`` and ``lengths`` ``(B,)`` from ``Seq2Seq.ctc_log_probs``;
-        ``weight`` in ``(0, 1]``."""
+        ``weight`` in ``(0, 1]``; ``scan`` picks the recursion (default: scan on CUDA)."""
         if not 0.0 < weight <= 1.0:
             raise ValueError(f"the CTC weight of joint decoding must be in (0, 1], got {weight}")
+        self.scan = log_probs.is_cuda if scan is None else scan
         frames = log_probs.transpose(0, 1)
         blank_only = torch.full_like(frames[0, 0], float("-inf"))
         blank_only[BLANK_ID] = 0.0
@@ -133,13 +146,8 @@ class CTCPrefixScorer:
         if self.last is not None:
             repeat = F.one_hot(self.last, frames.size(2)).bool()
             start = torch.where(repeat, self.blank.unsqueeze(2), start)
-        nonblank = torch.empty_like(frames)
-        blank = torch.empty_like(frames)
-        nonblank[0] = frames[0] if self.last is None else float("-inf")
-        blank[0] = float("-inf")
-        for t in range(1, frames.size(0)):
-            nonblank[t] = torch.logaddexp(nonblank[t - 1], start[t - 1]) + frames[t]
-            blank[t] = torch.logaddexp(blank[t - 1], nonblank[t - 1]) + frames[t, :, BLANK_ID, None]
+        recursion = _scan_over_frames if self.scan else _loop_over_frames
+        nonblank, blank = recursion(frames, start, self.last is None)
         prefix = torch.logsumexp(torch.cat([nonblank[:1], start[:-1] + frames[1:]]), dim=0)
         prefix[:, EOS_ID] = total[-1]
         prefix[:, [PAD_ID, BOS_ID]] = float("-inf")
@@ -168,3 +176,57 @@ class CTCPrefixScorer:
         self.blank = self.blank[:length, rows]
         self.prefix = self.prefix[rows]
         self.last = self.last[rows] if self.last is not None else None
+
+
+def _loop_over_frames(frames: Tensor, start: Tensor, first: bool) -> tuple[Tensor, Tensor]:
+    """The forward variables of every prefix ``g c``, one frame at a time.
+
+    Args:
+        frames: ``(T, N, V)`` CTC log-probabilities of each row's frames.
+        start: ``(T, N, V)`` log-probability of ``g`` by frame ``t`` that ``c`` may follow.
+        first: ``g`` is empty (``c`` may be emitted on the first frame).
+
+    Returns:
+        ``r^n`` and ``r^b`` of ``g c``, each ``(T, N, V)``.
+    """
+    nonblank = torch.empty_like(frames)
+    blank = torch.empty_like(frames)
+    nonblank[0] = frames[0] if first else float("-inf")
+    blank[0] = float("-inf")
+    for t in range(1, frames.size(0)):
+        nonblank[t] = torch.logaddexp(nonblank[t - 1], start[t - 1]) + frames[t]
+        blank[t] = torch.logaddexp(blank[t - 1], nonblank[t - 1]) + frames[t, :, BLANK_ID, None]
+    return nonblank, blank
+
+
+# Frames that cannot emit a token (padding, log-probability -inf) take this log-probability
+# in the scan, and any forward variable below IMPOSSIBLE / 10 is one: real paths stay far
+# above it (T frames of float32 log-probabilities above -1e4 each).
+IMPOSSIBLE = -1e10
+
+
+def _scan_over_frames(frames: Tensor, start: Tensor, first: bool) -> tuple[Tensor, Tensor]:
+    """``_loop_over_frames`` without a loop over frames, in float64.
+
+    With ``X_t = x_1 + .. + x_t`` the token's cumulative log-probability, the recursion
+    ``r^n_t = logaddexp(r^n_{t-1}, start_{t-1}) + x_t`` becomes
+    ``r^n_t = X_t + logcumsumexp_u(start_{u-1} - X_{u-1})`` (the ``u = 0`` term being
+    ``r^n_0 - X_0``), and ``r^b`` likewise with the blank's cumulative log-probability.
+    """
+    dtype = frames.dtype
+    frames = frames.double().clamp(min=IMPOSSIBLE)
+    start = start.double()
+    emitted = frames.cumsum(0)
+    none = torch.full_like(frames[:1], float("-inf"))
+    nonblank = emitted + torch.logcumsumexp(
+        torch.cat([torch.zeros_like(none) if first else none, start[:-1] - emitted[:-1]]), 0
+    )
+    nonblank = _impossible_to_inf(nonblank)
+    blanks = frames[:, :, BLANK_ID, None].cumsum(0)
+    blank = blanks + torch.logcumsumexp(torch.cat([none, nonblank[:-1] - blanks[:-1]]), 0)
+    return nonblank.to(dtype), _impossible_to_inf(blank).to(dtype)
+
+
+def _impossible_to_inf(log_probs: Tensor) -> Tensor:
+    """``-inf`` where a scanned log-probability went through an impossible frame."""
+    return log_probs.masked_fill(log_probs < IMPOSSIBLE / 10, float("-inf"))

@@ -205,23 +205,47 @@ def _follow(scorer: CTCPrefixScorer, sequences: list[list[int]], vocab: int) -> 
     return totals
 
 
-def test_ctc_prefix_scores_telescope_to_the_ctc_log_probability():
+@pytest.mark.parametrize("scan", [False, True])
+def test_ctc_prefix_scores_telescope_to_the_ctc_log_probability(scan):
     log_probs = torch.log_softmax(torch.randn(3, 12, 7, dtype=torch.float64), dim=-1)
     lengths = torch.tensor([12, 9, 6])
     sequences = [[4, 5, 5, 6], [6, 4], [5, 4, 4]]  # repeats need a blank between them
-    totals = _follow(CTCPrefixScorer(log_probs, lengths, 1, 1.0), sequences, 7)
+    totals = _follow(CTCPrefixScorer(log_probs, lengths, 1, 1.0, scan), sequences, 7)
     _, targets = teacher_forcing_pair(sequences)
     expected = -ctc_loss(log_probs, lengths, targets, zero_infinity=False)
     torch.testing.assert_close(totals, expected, rtol=1e-12, atol=1e-12)
-    impossible = _follow(CTCPrefixScorer(log_probs[2:], lengths[2:], 1, 1.0), [[4] * 4], 7)
+    impossible = _follow(CTCPrefixScorer(log_probs[2:], lengths[2:], 1, 1.0, scan), [[4] * 4], 7)
     assert impossible.item() == float("-inf")  # 4 repeats need 7 frames, there are 6
 
 
-def test_ctc_prefix_scores_ignore_padding():
+def test_scan_over_frames_equals_the_loop_over_frames():
+    """Beam 3 over 4 sources of 30 float32 frames: every step's joint scores, from the loop
+    and from the scan, while the same parents and tokens are selected in both."""
+    torch.manual_seed(1)
+    log_probs = torch.log_softmax(3 * torch.randn(4, 30, 9), dim=-1)
+    lengths = torch.tensor([30, 4, 17, 25])
+    loop, scan = (CTCPrefixScorer(log_probs, lengths, 3, 0.5, scan) for scan in (False, True))
+    attention = torch.log_softmax(torch.randn(12, 9), dim=-1)
+    for step in range(12):
+        expected, actual = loop.joint(attention), scan.joint(attention)
+        assert actual.dtype == torch.float32
+        assert torch.equal(actual == float("-inf"), expected == float("-inf")), step
+        finite = expected > float("-inf")
+        torch.testing.assert_close(actual[finite], expected[finite], rtol=0, atol=1e-4)
+        parents = torch.randint(0, 3, (12,)) + torch.arange(12) // 3 * 3
+        tokens = torch.randint(3, 9, (12,))
+        if loop.last is not None:  # some rows repeat their parent's last token
+            tokens = torch.where(torch.rand(12) < 0.3, loop.last[parents], tokens)
+        for scorer in (loop, scan):
+            scorer.select(parents, tokens)
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_ctc_prefix_scores_ignore_padding(scan):
     log_probs = torch.log_softmax(torch.randn(2, 10, 6, dtype=torch.float64), dim=-1)
     lengths = torch.tensor([10, 7])
-    together = CTCPrefixScorer(log_probs, lengths, 1, 1.0)
-    alone = CTCPrefixScorer(log_probs[1:, :7], lengths[1:], 1, 1.0)
+    together = CTCPrefixScorer(log_probs, lengths, 1, 1.0, scan)
+    alone = CTCPrefixScorer(log_probs[1:, :7], lengths[1:], 1, 1.0, scan)
     for tokens in ([4, 5], [5, 5], [5, EOS_ID]):
         both = together.joint(torch.zeros(2, 6, dtype=torch.float64))[1]
         one = alone.joint(torch.zeros(1, 6, dtype=torch.float64))[0]
