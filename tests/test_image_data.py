@@ -5,9 +5,11 @@ import json
 import pytest
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from multimodal_s2s.cli import main
 from multimodal_s2s.config import load_config
+from multimodal_s2s.data import images
 from multimodal_s2s.data.base import Dropped
 from multimodal_s2s.data.batching import Shard
 from multimodal_s2s.data.images import ImageData, ImageDataConfig, normalise_caption
@@ -149,6 +151,16 @@ def test_preloaded_training_batches_equal_loaded_ones_and_need_no_files(tmp_path
             torch.testing.assert_close(a.sources, b.sources)
     resumed = list(preloaded.batches("train", train=True, batch_size=3, epoch=1, start=2))
     assert keys_of(resumed) == keys_of(expected[1])[2:]
+
+
+@pytest.mark.parametrize(("rank", "disable"), [(0, None), (1, True)])
+def test_only_the_first_process_shows_the_preloading_bar(tmp_path, monkeypatch, rank, disable):
+    manifest = write_manifest(tmp_path / "train.jsonl", write_images(tmp_path, 4))
+    data = ImageData(ImageDataConfig(train=manifest, image_size=SIZE, num_workers=0, preload=True))
+    bars = []
+    monkeypatch.setattr(images, "tqdm", lambda **options: bars.append(options) or tqdm(**options))
+    data.batches("train", train=True, batch_size=2, shard=Shard(rank, 2))
+    assert [options["disable"] for options in bars] == [disable]  # None: shown on a terminal
 
 
 def test_eval_splits_include_every_test_manifest(data):

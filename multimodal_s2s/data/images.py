@@ -102,7 +102,8 @@ class ImageData(DataSource):
         chunks = [order[first : first + size] for first in range(0, len(order), size)]
         chunks = shard_batches(chunks, shard, train)
         if split == "train" and self.config.preload:
-            dataset = _ImageDataset(records, self.config.image_size, self._preload())
+            preloaded = self._preload(progress=shard.rank == 0)
+            dataset = _ImageDataset(records, self.config.image_size, preloaded)
             workers = 0
         else:
             dataset = _ImageDataset(records, self.config.image_size)
@@ -161,8 +162,9 @@ class ImageData(DataSource):
         """``[(3, S, S)]`` -> ``(B, 3, S, S)`` and no lengths (images are never padded)."""
         return torch.stack(sources), None
 
-    def _preload(self) -> Tensor:
-        """All training images as one ``(N, 3, S, S)`` uint8 tensor, decoded on first use."""
+    def _preload(self, progress: bool) -> Tensor:
+        """All training images as one ``(N, 3, S, S)`` uint8 tensor, decoded on first use;
+        ``progress`` shows a bar (on a terminal), which only the first process does."""
         if self._preloaded is None:
             records = self._split("train")
             loader = DataLoader(
@@ -176,7 +178,7 @@ class ImageData(DataSource):
                 desc="preloading training images",
                 unit="image",
                 file=sys.stderr,
-                disable=None,
+                disable=None if progress else True,
                 dynamic_ncols=True,
             )
             with bar:
