@@ -98,6 +98,7 @@ def main() -> None:
         "differing_sources": differing,
         "dtype": args.dtype,
         "repeats": args.repeats,
+        "threads": torch.get_num_threads(),
         **describe(device),
         "overrides": args.overrides,
     }

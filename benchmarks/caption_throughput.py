@@ -65,6 +65,7 @@ def main() -> None:
     rates = {name: len(images) / min(seconds) for name, seconds in timings.items()}
     result = {
         "date": date.today().isoformat(),
+        "threads": torch.get_num_threads(),
         **describe(device),
         "images": len(images),
         "beam": args.beam,
