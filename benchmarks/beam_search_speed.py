@@ -75,17 +75,18 @@ def main() -> None:
             looped = [beam_search(model, one, config.search)[0] for one in alone]
             looped_s = min(looped_s, time.perf_counter() - start)
 
-    differing = [
-        {
-            "source": index,
-            "output_tokens": [len(h.tokens) for h in (b[0], s[0])],
-            "same_tokens": [h.tokens for h in b] == [h.tokens for h in s],
-            "scores": [b[0].score, s[0].score],
-        }
-        for index, (b, s) in enumerate(zip(batched, looped))
-        if [h.tokens for h in b] != [h.tokens for h in s]
-        or any(abs(x.score - y.score) > 1e-5 for x, y in zip(b, s))
-    ]
+    differing = []
+    for index, (b, s) in enumerate(zip(batched, looped)):
+        same_tokens = [h.tokens for h in b] == [h.tokens for h in s]
+        if not same_tokens or any(abs(x.score - y.score) > 1e-5 for x, y in zip(b, s)):
+            differing.append(
+                {
+                    "source": index,
+                    "output_tokens": [len(h.tokens) for h in (b[0], s[0])],
+                    "same_tokens": same_tokens,
+                    "scores": [b[0].score, s[0].score],
+                }
+            )
     identical = not differing
     result = {
         "sources": args.sources,
