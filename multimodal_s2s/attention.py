@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional
 
 
 @dataclass
@@ -50,6 +51,18 @@ class LocationConfig:
     dim: int = 128
     channels: int = 10
     kernel_size: int = 31
+
+
+def dot_tanh_(hidden: Tensor, weight: Tensor) -> Tensor:
+    """``(..., A)`` hidden, ``(1, A)`` weight -> ``weight . tanh(hidden)`` ``(..., 1)``;
+    overwrites ``hidden``.
+
+    Computed as ``2 weight . sigmoid(2 hidden) - sum(weight)`` (``tanh(x) = 2 sigmoid(2x) -
+    1``, equal up to float rounding): PyTorch's CPU ``tanh`` is about 7x slower than its
+    ``sigmoid`` (3.3 against 0.5 ms over 3.1 M float32 values with AVX512, 2 threads), and
+    this is the largest elementwise operation of a beam-search step.
+    """
+    return functional.linear(hidden.mul_(2.0).sigmoid_(), 2.0 * weight, -weight.sum(1))
 
 
 class Attention(nn.Module):
@@ -135,7 +148,7 @@ class AdditiveAttention(Attention):
         """
         projected = self.query_projection(query).unsqueeze(2)
         hidden = keys + projected if location is None else location.add_(keys).add_(projected)
-        return self.energy(hidden.tanh_()).squeeze(3)
+        return dot_tanh_(hidden, self.energy.weight).squeeze(3)
 
     def _gate(self, query: Tensor, context: Tensor) -> Tensor:
         if self.gate is None:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from multimodal_s2s.attention import ATTENTIONS
+from multimodal_s2s.attention import ATTENTIONS, dot_tanh_
 from multimodal_s2s.masking import padding_mask
 
 QUERY, MEMORY = 6, 6
@@ -49,6 +49,24 @@ def test_gradcheck_float64(name, options):
         return context, weights
 
     assert torch.autograd.gradcheck(run, (query, memory, previous))
+
+
+def test_dot_tanh_equals_the_dot_product_with_tanh_including_saturation():
+    hidden = torch.cat([torch.randn(3, 7, 16, dtype=torch.float64), torch.full((1, 7, 16), 40.0)])
+    hidden[0, 0] = -40.0
+    weight = torch.randn(1, 16, dtype=torch.float64)
+    expected = torch.tanh(hidden) @ weight.T
+    torch.testing.assert_close(dot_tanh_(hidden.clone(), weight), expected, rtol=0, atol=1e-12)
+
+
+def test_additive_attention_scores_are_bahdanaus_formula():
+    attention = _attention("additive", dim=4)
+    query, memory, previous, mask = _inputs()
+    _, weights = attention(query, memory, attention.prepare(memory), mask, previous)
+    hidden = attention.query_projection(query).unsqueeze(1) + attention.memory_projection(memory)
+    energy = (torch.tanh(hidden) @ attention.energy.weight.T).squeeze(2)
+    expected = torch.softmax(energy.masked_fill(mask, float("-inf")), dim=-1)
+    torch.testing.assert_close(weights, expected, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", list(ATTENTIONS))
