@@ -59,6 +59,14 @@ def test_dot_tanh_equals_the_dot_product_with_tanh_including_saturation():
     torch.testing.assert_close(dot_tanh_(hidden.clone(), weight), expected, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_dot_tanh_keeps_tanh_in_half_precision(dtype):
+    hidden = torch.randn(4, 7, 16).to(dtype)
+    weight = torch.randn(1, 16).to(dtype)
+    expected = torch.nn.functional.linear(torch.tanh(hidden), weight)
+    assert torch.equal(dot_tanh_(hidden.clone(), weight), expected)
+
+
 def test_additive_attention_scores_are_bahdanaus_formula():
     attention = _attention("additive", dim=4)
     query, memory, previous, mask = _inputs()
