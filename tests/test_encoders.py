@@ -148,6 +148,24 @@ def test_cnn_eval_folds_batch_norm_into_the_convolutions_without_changing_output
     assert len(calls) == 3  # training mode runs the norms on batch statistics
 
 
+def test_cnn_eval_encodes_large_cpu_batches_in_chunks_with_unchanged_outputs():
+    torch.manual_seed(0)
+    encoder = CNNEncoder(CNNConfig(channels=[4, 8], output_dim=6)).eval()
+    encoder.trunk.EVAL_CHUNK_BYTES = 3 * 4 * 16 * 16 * 4  # three images' first activation
+    sizes = []
+    relu = encoder.trunk[2]  # the folded convolution runs without its module hooks
+    relu.register_forward_pre_hook(lambda module, inputs: sizes.append(len(inputs[0])))
+    images = torch.randn(8, 3, 16, 16)
+    memory = encoder(images).memory
+    assert sizes == [3, 3, 2]
+    whole = encoder.head(encoder.trunk._layers(images))
+    torch.testing.assert_close(memory, whole.memory, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(memory[5], encoder(images[5:6]).memory[0], atol=1e-6, rtol=1e-6)
+    sizes.clear()
+    encoder.train()(images)
+    assert sizes == [8]  # training keeps the whole batch: batch-norm statistics
+
+
 def test_cnn_pooled_blocks_out_of_range_is_named():
     with pytest.raises(InputError, match=r"encoder.pooled_blocks must be between 0 and .* \(2\)"):
         CNNConfig(channels=[4, 8], pooled_blocks=3)

@@ -88,7 +88,17 @@ class ChannelsLastTrunk(nn.Sequential):
     (``(B, C, H, W)`` tensors stored as ``B, H, W, C``), the layout of oneDNN's (and cuDNN's)
     fastest convolutions: on the 2-core CPU the scenes recipe trains 1.2x faster and captions
     batches 1.2x faster with it (``recipes/scenes_captioning/README.md``). Parameter names
-    and values are those of an ``nn.Sequential`` of the same layers."""
+    and values are those of an ``nn.Sequential`` of the same layers.
+
+    In eval mode on the CPU, a large batch runs in chunks of images whose first activation
+    takes at most ``EVAL_CHUNK_BYTES``, so that each layer's output is still in the cache
+    when the next layer reads it. The 64-pixel scenes CNN encodes 100 images at 0.67 ms an
+    image in one call (a 52 MB first activation, more than the 32 MB L3 cache) and at
+    0.36 ms in chunks of 16 (2 threads; 200 images in one call: 1.9 ms). Each image's
+    output does not depend on its chunk; training keeps whole batches (batch statistics).
+    """
+
+    EVAL_CHUNK_BYTES = 8 * 2**20
 
     def __init__(self, *layers: nn.Module) -> None:
         super().__init__(*layers)
@@ -102,6 +112,22 @@ class ChannelsLastTrunk(nn.Sequential):
         without a pass over the activations for the norm).
         """
         features = inputs.contiguous(memory_format=torch.channels_last)
+        chunk = self._eval_chunk(features)
+        if chunk >= features.size(0):
+            return self._layers(features)
+        return torch.cat([self._layers(part) for part in features.split(chunk)])
+
+    def _eval_chunk(self, features: Tensor) -> int:
+        """Images per chunk: all of them in training or off the CPU, else as many as keep
+        the first convolution's output within ``EVAL_CHUNK_BYTES``."""
+        if self.training or features.device.type != "cpu":
+            return features.size(0)
+        first = next(layer for layer in self if isinstance(layer, nn.Conv2d))
+        height, width = (size // step for size, step in zip(features.shape[2:], first.stride))
+        image_bytes = first.out_channels * height * width * features.element_size()
+        return max(1, self.EVAL_CHUNK_BYTES // max(1, image_bytes))
+
+    def _layers(self, features: Tensor) -> Tensor:
         layers = list(self)
         index = 0
         while index < len(layers):
