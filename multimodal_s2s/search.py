@@ -218,8 +218,9 @@ def beam_search(
             scorer.select(parents, beams.tokens[-1])
         state = state.select(parents)
         done = beams.done()
-        for local in done.nonzero().flatten().tolist():
-            results[int(beams.sources[local])] = beams.hypotheses(local)
+        finished = done.nonzero().flatten()
+        for source, nbest in zip(beams.sources[finished].tolist(), beams.hypotheses(finished)):
+            results[source] = nbest
         if bool(done.any()):
             kept, rows, length = beams.keep(~done)
             memory, state = memory.select(kept, length), state.select(rows, length)
@@ -327,34 +328,44 @@ class _Beams:
             history[-1] = history[-1][rows]
         return kept, rows, length
 
-    def hypotheses(self, local: int) -> list[Hypothesis]:
-        """The ranked n-best of active source ``local`` (beams with a finite score)."""
+    def hypotheses(self, locals_: Tensor) -> list[list[Hypothesis]]:
+        """The ranked n-best of each active source in ``locals_`` ``(m,)`` (beams with a
+        finite score), read back through the parents for all of them at once."""
+        if locals_.numel() == 0:
+            return []
         size = self.config.beam_size
         count = min(self.config.nbest, size)
-        rows = local * size + torch.arange(count, device=self.device)
-        source_length = int((~self.padding[local * size]).sum())
+        rows = (locals_.unsqueeze(1) * size + torch.arange(count, device=self.device)).view(-1)
+        source_lengths = (~self.padding[locals_ * size]).sum(1)
+        width = int(source_lengths.max())  # every step's weights are at least this wide
         tokens, weights = [], []
         for step in range(len(self.tokens) - 1, -1, -1):
             tokens.append(self.tokens[step][rows])
-            weights.append(self.weights[step][rows, :source_length])
+            weights.append(self.weights[step][rows, :width])
             rows = self.parents[step][rows]
-        tokens = torch.stack(tokens[::-1], dim=1).tolist()
-        weights = torch.stack(weights[::-1], dim=1)
+        tokens = torch.stack(tokens[::-1], dim=1).view(len(locals_), count, -1).tolist()
+        weights = torch.stack(weights[::-1], dim=1).view(len(locals_), count, len(self.tokens), -1)
+        scores = self.score[locals_, :count].tolist()
+        log_probs = self.log_prob[locals_, :count].tolist()
+        lengths = self.lengths[locals_, :count].tolist()
         output = []
-        for beam in range(count):
-            score = float(self.score[local, beam])
-            if output and score == float("-inf"):
-                break
-            length = int(self.lengths[local, beam])
-            sequence = tokens[beam][:length]
-            ended = bool(sequence) and sequence[-1] == EOS_ID
-            output.append(
-                Hypothesis(
-                    sequence[:-1] if ended else sequence,
-                    score,
-                    float(self.log_prob[local, beam]),
-                    weights[beam, :length],
-                    ended,
+        for index, source_length in enumerate(source_lengths.tolist()):
+            nbest = []
+            for beam in range(count):
+                score = scores[index][beam]
+                if nbest and score == float("-inf"):
+                    break
+                length = lengths[index][beam]
+                sequence = tokens[index][beam][:length]
+                ended = bool(sequence) and sequence[-1] == EOS_ID
+                nbest.append(
+                    Hypothesis(
+                        sequence[:-1] if ended else sequence,
+                        score,
+                        log_probs[index][beam],
+                        weights[index, beam, :length, :source_length],
+                        ended,
+                    )
                 )
-            )
+            output.append(nbest)
         return output
