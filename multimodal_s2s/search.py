@@ -328,26 +328,26 @@ class _Beams:
             history[-1] = history[-1][rows]
         return kept, rows, length
 
-    def hypotheses(self, locals_: Tensor) -> list[list[Hypothesis]]:
-        """The ranked n-best of each active source in ``locals_`` ``(m,)`` (beams with a
-        finite score), read back through the parents for all of them at once."""
-        if locals_.numel() == 0:
+    def hypotheses(self, done: Tensor) -> list[list[Hypothesis]]:
+        """The ranked n-best (beams with a finite score) of each active source whose local
+        index is in ``done`` ``(m,)``, read back through the parents for all at once."""
+        if done.numel() == 0:
             return []
         size = self.config.beam_size
         count = min(self.config.nbest, size)
-        rows = (locals_.unsqueeze(1) * size + torch.arange(count, device=self.device)).view(-1)
-        source_lengths = (~self.padding[locals_ * size]).sum(1)
+        rows = (done.unsqueeze(1) * size + torch.arange(count, device=self.device)).view(-1)
+        source_lengths = (~self.padding[done * size]).sum(1)
         width = int(source_lengths.max())  # every step's weights are at least this wide
         tokens, weights = [], []
         for step in range(len(self.tokens) - 1, -1, -1):
             tokens.append(self.tokens[step][rows])
             weights.append(self.weights[step][rows, :width])
             rows = self.parents[step][rows]
-        tokens = torch.stack(tokens[::-1], dim=1).view(len(locals_), count, -1).tolist()
-        weights = torch.stack(weights[::-1], dim=1).view(len(locals_), count, len(self.tokens), -1)
-        scores = self.score[locals_, :count].tolist()
-        log_probs = self.log_prob[locals_, :count].tolist()
-        lengths = self.lengths[locals_, :count].tolist()
+        tokens = torch.stack(tokens[::-1], dim=1).view(len(done), count, -1).tolist()
+        weights = torch.stack(weights[::-1], dim=1).view(len(done), count, len(self.tokens), -1)
+        scores = self.score[done, :count].tolist()
+        log_probs = self.log_prob[done, :count].tolist()
+        lengths = self.lengths[done, :count].tolist()
         output = []
         for index, source_length in enumerate(source_lengths.tolist()):
             nbest = []
