@@ -1,5 +1,6 @@
 """A small convolutional image encoder whose feature grid becomes the memory."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -112,10 +113,28 @@ class ChannelsLastTrunk(nn.Sequential):
         without a pass over the activations for the norm).
         """
         features = inputs.contiguous(memory_format=torch.channels_last)
+        steps = self._steps()
         chunk = self._eval_chunk(features)
         if chunk >= features.size(0):
-            return self._layers(features)
-        return torch.cat([self._layers(part) for part in features.split(chunk)])
+            return _apply(steps, features)
+        return torch.cat([_apply(steps, part) for part in features.split(chunk)])
+
+    def _steps(self) -> list[Callable[[Tensor], Tensor]]:
+        """The layers in order as functions, each convolution + batch norm pair folded into
+        one convolution in eval mode."""
+        layers = list(self)
+        steps: list[Callable[[Tensor], Tensor]] = []
+        index = 0
+        while index < len(layers):
+            layer = layers[index]
+            following = layers[index + 1] if index + 1 < len(layers) else None
+            if not self.training and _foldable(layer, following):
+                steps.append(_conv_with_folded_norm(layer, following))
+                index += 2
+            else:
+                steps.append(layer)
+                index += 1
+        return steps
 
     def _eval_chunk(self, features: Tensor) -> int:
         """Images per chunk: all of them in training or off the CPU, else as many as keep
@@ -127,19 +146,11 @@ class ChannelsLastTrunk(nn.Sequential):
         image_bytes = first.out_channels * height * width * features.element_size()
         return max(1, self.EVAL_CHUNK_BYTES // max(1, image_bytes))
 
-    def _layers(self, features: Tensor) -> Tensor:
-        layers = list(self)
-        index = 0
-        while index < len(layers):
-            layer = layers[index]
-            following = layers[index + 1] if index + 1 < len(layers) else None
-            if not self.training and _foldable(layer, following):
-                features = _conv_with_folded_norm(layer, following, features)
-                index += 2
-            else:
-                features = layer(features)
-                index += 1
-        return features
+
+def _apply(steps: list[Callable[[Tensor], Tensor]], features: Tensor) -> Tensor:
+    for step in steps:
+        features = step(features)
+    return features
 
 
 def _foldable(layer: nn.Module, following: nn.Module | None) -> bool:
@@ -150,14 +161,16 @@ def _foldable(layer: nn.Module, following: nn.Module | None) -> bool:
     )
 
 
-def _conv_with_folded_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d, inputs: Tensor) -> Tensor:
-    """``norm(conv(inputs))`` of an eval-mode norm, as one convolution (differentiable)."""
+def _conv_with_folded_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> Callable[[Tensor], Tensor]:
+    """``inputs -> norm(conv(inputs))`` of an eval-mode norm, as one convolution
+    (differentiable)."""
     scale = torch.rsqrt(norm.running_var + norm.eps)
     shift = -norm.running_mean if conv.bias is None else conv.bias - norm.running_mean
     if norm.affine:
         scale = scale * norm.weight
     bias = shift * scale + norm.bias if norm.affine else shift * scale
-    return conv._conv_forward(inputs, conv.weight * scale.view(-1, 1, 1, 1), bias)
+    weight = conv.weight * scale.view(-1, 1, 1, 1)
+    return lambda inputs: conv._conv_forward(inputs, weight, bias)
 
 
 class _GridHead(nn.Module):
