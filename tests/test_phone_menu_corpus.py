@@ -5,13 +5,14 @@ import random
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from multimodal_s2s.corpora.phone_menu import augment
-from multimodal_s2s.corpora.phone_menu.prepare import SPLITS, prepare_corpus
+from multimodal_s2s.corpora.phone_menu.prepare import SPLITS, _group_by_voice, prepare_corpus
 from multimodal_s2s.corpora.phone_menu.pronunciation import respell
 from multimodal_s2s.corpora.phone_menu.real import klettres_letters, pocketsphinx_digits
 from multimodal_s2s.corpora.phone_menu.text import (
@@ -26,11 +27,20 @@ from multimodal_s2s.corpora.phone_menu.text import (
     ordinal,
     time_to_words,
 )
-from multimodal_s2s.corpora.phone_menu.voices import Voice, available_voices, split_voices
+from multimodal_s2s.corpora.phone_menu.voices import (
+    Speech,
+    Voice,
+    available_voices,
+    split_voices,
+)
 from multimodal_s2s.errors import InputError
 
 HAS_ESPEAK = shutil.which("espeak-ng") is not None
 needs_espeak = pytest.mark.skipif(not HAS_ESPEAK, reason="espeak-ng is not installed")
+FESTIVAL_DIPHONE = Voice("festival", "kal_diphone", "us")
+needs_festival = pytest.mark.skipif(
+    FESTIVAL_DIPHONE not in available_voices(), reason="festival with kal_diphone is not installed"
+)
 ESPEAK_VOICES = [
     Voice("espeak-ng", name, "us")
     for name in ("en-us", "en", "en-029", "en-gb-scotland", "en-gb-x-gbcwmd")
@@ -279,3 +289,28 @@ def test_tiny_prepare_run_writes_16khz_wavs_and_is_a_cache_hit_the_second_time(t
     assert sorted(p for p in out.rglob("*") if p.is_file()) == files
     assert [p.stat().st_mtime_ns for p in files] == stamps
     assert {split: path.read_text() for split, path in again.items()} == texts
+
+
+@needs_festival
+def test_festival_speaks_many_requests_in_one_process_exactly_as_one_at_a_time(tmp_path):
+    requests = [
+        Speech("press one", tmp_path / "a.wav", 1.0, 1.0),
+        Speech("k x b", tmp_path / "b.wav", 1.2, 0.9),
+        Speech("seven o'clock", tmp_path / "c.wav", 0.85, 1.1),
+    ]
+    FESTIVAL_DIPHONE.synthesize_many(requests)
+    for request in requests:
+        alone = tmp_path / f"alone-{request.path.name}"
+        FESTIVAL_DIPHONE.synthesize(request.text, alone, request.speed, request.pitch)
+        assert request.path.read_bytes() == alone.read_bytes()
+    rates = [sf.info(request.path).samplerate for request in requests]
+    assert rates == [16000, round(16000 * 0.9), round(16000 * 1.1)]  # pitch as a rate shift
+
+
+def test_jobs_are_grouped_by_voice_in_order_and_capped_in_size():
+    voices = [ESPEAK_VOICES[0], ESPEAK_VOICES[1]]
+    jobs = [SimpleNamespace(index=i, voice=voices[i % 3 == 0]) for i in range(12)]
+    groups = _group_by_voice(jobs, size=3)
+    assert [[job.index for job in group] for group in groups] == [
+        [0, 3, 6], [9], [1, 2, 4], [5, 7, 8], [10, 11],
+    ]  # fmt: skip
