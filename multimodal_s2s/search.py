@@ -218,10 +218,11 @@ def beam_search(
             scorer.select(parents, beams.tokens[-1])
         state = state.select(parents)
         done = beams.done()
-        finished = done.nonzero().flatten()
-        for source, nbest in zip(beams.sources[finished].tolist(), beams.hypotheses(finished)):
+        done_sources = done.nonzero().flatten()
+        nbests = beams.hypotheses(done_sources)
+        for source, nbest in zip(beams.sources[done_sources].tolist(), nbests):
             results[source] = nbest
-        if bool(done.any()):
+        if done_sources.numel():
             kept, rows, length = beams.keep(~done)
             memory, state = memory.select(kept, length), state.select(rows, length)
             if scorer is not None:
