@@ -24,6 +24,8 @@ class DecoderConfig:
     the first step sees (location attention reads it): "zeros", or "first" (all weight on
     the first memory frame, a monotonic start). ``scheduled_sampling`` is the probability of
     feeding the model's own sampled token instead of the reference during training.
+    ``dropout`` applies to the token embeddings, between stacked LSTM layers and to the
+    attentional hidden state.
     """
 
     embedding_dim: int = 128
@@ -151,10 +153,11 @@ class AttentionDecoder(nn.Module):
         x = torch.cat([embedded, state.context], dim=1)
         hiddens, cells = [], []
         for layer, cell in enumerate(self.cells):
+            if layer > 0:
+                x = self.dropout(hiddens[-1])
             h, c = cell(x, (state.hidden[layer], state.cell[layer]))
             hiddens.append(h)
             cells.append(c)
-            x = self.dropout(h)
         context, weights = self.attention(h, memory.memory, memory.keys, memory.mask, state.weights)
         new_state = DecoderState(
             torch.stack(hiddens), torch.stack(cells), context, weights, state.coverage + weights

@@ -7,6 +7,7 @@ from multimodal_s2s.bag_of_words import BagOfWordsHead
 from multimodal_s2s.ctc import CTCHead, ctc_frames
 from multimodal_s2s.decoder import AttentionDecoder
 from multimodal_s2s.encoders import ENCODERS, Encoder, EncoderOutput
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.generator import Generator
 from multimodal_s2s.sources import SOURCES
 
@@ -86,6 +87,7 @@ def build_model(config, vocab_size: int) -> Seq2Seq:
     """
     source_class, _ = SOURCES[config.data.name]
     frontend = source_class.build_frontend(config.data)
+    _check_input_dim(frontend, config.encoder)
     encoder_class, _ = ENCODERS[config.encoder.name]
     encoder = encoder_class(config.encoder)
     decoder_config = config.decoder
@@ -104,3 +106,15 @@ def build_model(config, vocab_size: int) -> Seq2Seq:
     if config.loss.bag_of_words_weight > 0:
         bag_of_words = BagOfWordsHead(encoder.output_dim, vocab_size)
     return Seq2Seq(encoder, decoder, generator, frontend, ctc, bag_of_words)
+
+
+def _check_input_dim(frontend: nn.Module | None, encoder_config) -> None:
+    """Raise an ``InputError`` when the frontend's features per frame (``output_dim``) and the
+    encoder's ``input_dim`` both exist and differ."""
+    features = getattr(frontend, "output_dim", None)
+    declared = getattr(encoder_config, "input_dim", None)
+    if features is not None and declared is not None and features != declared:
+        raise InputError(
+            f"encoder.input_dim is {declared} but the frontend gives {features} features a "
+            "frame (data.features: num_mel_bins times stack_frames)"
+        )

@@ -13,6 +13,7 @@ from multimodal_s2s.data.features import (
     add_noise,
     augment_waveform,
     speed_perturb,
+    stack_frames,
     warp_frequencies,
 )
 from multimodal_s2s.errors import InputError
@@ -48,6 +49,7 @@ def test_config_derives_window_sizes():
         {"noise_prob": 1.5},
         {"min_snr_db": 30},
         {"max_freq_warp": 1.0},
+        {"stack_frames": 0},
     ],
 )
 def test_config_rejects_bad_values(bad):
@@ -80,6 +82,44 @@ def test_frontend_is_padding_invariant(dtype):
         assert alone_frames.item() == frame_lengths[row].item()
         valid = batched[row, : frame_lengths[row]]
         torch.testing.assert_close(valid, alone[0], atol=1e-4, rtol=1e-5)
+
+
+def test_utterance_mean_norm_removes_each_utterances_mean_and_a_gain():
+    plain = LogMelFrontend(FeatureConfig(num_mel_bins=20))
+    normed = LogMelFrontend(FeatureConfig(num_mel_bins=20, utterance_mean_norm=True))
+    waves, lengths = _padded_batch([6400, 3000, 500])
+    raw, frame_lengths = plain(waves, lengths)
+    features, _ = normed(waves, lengths)
+    louder, _ = normed(waves * 4.0, lengths)
+    for row, frames in enumerate(frame_lengths.tolist()):
+        expected = raw[row, :frames] - raw[row, :frames].mean(dim=0)
+        torch.testing.assert_close(features[row, :frames], expected, atol=1e-5, rtol=0)
+        assert torch.all(features[row, frames:] == 0)
+        alone, _ = normed(waves[row : row + 1, : lengths[row]], lengths[row : row + 1])
+        torch.testing.assert_close(alone[0], features[row, :frames], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(louder, features, atol=1e-4, rtol=0)
+
+
+def test_stack_frames_joins_consecutive_frames_and_drops_a_last_partial_group():
+    features = torch.arange(2 * 7 * 3, dtype=torch.float32).view(2, 7, 3)
+    stacked, lengths = stack_frames(features, torch.tensor([7, 4]), 2)
+    assert stacked.shape == (2, 3, 6)
+    assert lengths.tolist() == [3, 2]
+    torch.testing.assert_close(stacked[1, 1], torch.cat([features[1, 2], features[1, 3]]))
+    same, same_lengths = stack_frames(features, torch.tensor([7, 4]), 1)
+    assert same is features and same_lengths.tolist() == [7, 4]
+
+
+def test_feature_pipeline_stacks_after_masking_and_keeps_padding_invariance():
+    config = FeatureConfig(num_mel_bins=10, stack_frames=3, freq_mask_width=10)
+    pipeline = FeaturePipeline(config).eval()
+    waves, lengths = _padded_batch([4800, 1000])
+    features, frame_lengths = pipeline(waves, lengths)
+    assert features.shape == (2, (1 + 4800 // 160) // 3, 30)
+    assert frame_lengths.tolist() == [31 // 3, 7 // 3]
+    alone, alone_lengths = pipeline(waves[1:, :1000], lengths[1:])
+    assert alone_lengths.tolist() == [2]
+    torch.testing.assert_close(alone[0], features[1, :2], atol=1e-4, rtol=1e-5)
 
 
 def test_frontend_finds_a_tone_in_the_right_mel_bin():

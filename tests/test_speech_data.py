@@ -13,6 +13,7 @@ from multimodal_s2s.data.batching import Shard
 from multimodal_s2s.data.features import FeatureConfig, FeaturePipeline, LogMelFrontend
 from multimodal_s2s.data.speech import SpeechData, SpeechDataConfig
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.model import build_model
 
 RATE = 16000
 HOP = 160
@@ -204,6 +205,15 @@ def test_config_builds_speech_data_with_nested_features():
         config_from_dict({"data": {"name": "speech", "features": {"bogus": 1}}})
     with pytest.raises(InputError, match="max_frames"):
         SpeechDataConfig(max_frames=0)
+
+
+def test_build_model_checks_the_encoder_input_against_the_features():
+    speech = {"name": "speech", "features": {"num_mel_bins": 20, "stack_frames": 3}}
+    model = build_model(config_from_dict({"data": speech, "encoder": {"input_dim": 60}}), 9)
+    features, lengths = model.frontend.eval()(torch.randn(2, 3200), torch.tensor([3200, 1600]))
+    assert features.shape == (2, 21 // 3, 60) and lengths.tolist() == [7, 3]
+    with pytest.raises(InputError, match="encoder.input_dim is 20 .* 60 features a frame"):
+        build_model(config_from_dict({"data": speech, "encoder": {"input_dim": 20}}), 9)
 
 
 def test_score_gives_corpus_wer_then_cer(tmp_path):

@@ -36,7 +36,14 @@ class FeatureConfig:
     noise at an SNR drawn uniformly from ``[min_snr_db, max_snr_db]``. With
     ``max_freq_warp`` > 0, each training utterance's frequency axis is scaled by a factor
     drawn uniformly from ``[1 - max_freq_warp, 1 + max_freq_warp]`` before the mel
-    filterbank (vocal tract length perturbation, :func:`warp_frequencies`).
+    filterbank (vocal tract length perturbation, :func:`warp_frequencies`). With
+    ``utterance_mean_norm``, each utterance's per-bin mean over its valid frames is
+    subtracted before the global normalisation (mean normalisation in the log-mel domain,
+    which removes a fixed channel or voice colouring and the recording level). With
+    ``stack_frames`` = n > 1, every n consecutive frames (after SpecAugment, whose time masks
+    count the unstacked frames) are joined into one of ``n * num_mel_bins`` features at n
+    times the hop, the last incomplete group dropped: the encoder's ``input_dim`` must be
+    ``n * num_mel_bins``.
     """
 
     sample_rate: int = 16000
@@ -52,6 +59,8 @@ class FeatureConfig:
     min_snr_db: float = 5.0
     max_snr_db: float = 20.0
     max_freq_warp: float = 0.0
+    utterance_mean_norm: bool = False
+    stack_frames: int = 1
 
     def __post_init__(self) -> None:
         positive = ("sample_rate", "num_mel_bins", "win_ms", "hop_ms")
@@ -72,6 +81,8 @@ class FeatureConfig:
             raise InputError("feature config: min_snr_db must be <= max_snr_db")
         if not 0.0 <= self.max_freq_warp < 1.0:
             raise InputError("feature config: max_freq_warp must be in [0, 1)")
+        if self.stack_frames < 1:
+            raise InputError("feature config: stack_frames must be >= 1")
 
     @property
     def win_length(self) -> int:
@@ -109,6 +120,7 @@ class LogMelFrontend(nn.Module):
         self.n_fft = config.n_fft
         self.num_mel_bins = config.num_mel_bins
         self.max_freq_warp = config.max_freq_warp
+        self.utterance_mean_norm = config.utterance_mean_norm
         self.mel_spectrogram = torchaudio.transforms.MelSpectrogram(
             sample_rate=config.sample_rate,
             n_fft=config.n_fft,
@@ -142,7 +154,11 @@ class LogMelFrontend(nn.Module):
         features = power.clamp_min(_LOG_FLOOR).log().transpose(1, 2)
         frame_lengths = num_frames(lengths, self.hop_length)
         padding = padding_mask(frame_lengths, features.shape[1]).unsqueeze(-1)
-        return features.masked_fill(padding, 0.0), frame_lengths
+        features = features.masked_fill(padding, 0.0)
+        if self.utterance_mean_norm:
+            means = features.sum(dim=1, keepdim=True) / frame_lengths.view(-1, 1, 1)
+            features = (features - means).masked_fill(padding, 0.0)
+        return features, frame_lengths
 
 
 def warp_frequencies(spectrum: Tensor, factors: Tensor) -> Tensor:
@@ -263,7 +279,8 @@ def _random_spans(limits: Tensor, count: int, max_width: int, size: int) -> Tens
 
 
 class FeaturePipeline(nn.Module):
-    """Log-mel frontend, global normalisation and SpecAugment as one module.
+    """Log-mel frontend, global normalisation, SpecAugment and frame stacking as one module,
+    with ``output_dim`` features per output frame.
 
     Keeping this inside a model stores the normaliser statistics in its checkpoints.
     """
@@ -279,13 +296,28 @@ class FeaturePipeline(nn.Module):
             config.num_time_masks,
             config.time_mask_width,
         )
+        self.stack_frames = config.stack_frames
+        self.output_dim = config.stack_frames * config.num_mel_bins
 
     def forward(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """``(B, N)`` waveforms and ``(B,)`` lengths to ``(B, T, F)`` features and ``(B,)``
-        frame lengths, normalised, and masked in training mode."""
+        """``(B, N)`` waveforms and ``(B,)`` lengths to ``(B, T // n, n * F)`` features and
+        ``(B,)`` frame lengths ``T_b // n`` (``n = stack_frames``), normalised, and masked in
+        training mode."""
         features, frame_lengths = self.frontend(waveforms, lengths)
-        features = self.normalizer(features, frame_lengths)
-        return self.spec_augment(features, frame_lengths), frame_lengths
+        features = self.spec_augment(self.normalizer(features, frame_lengths), frame_lengths)
+        return stack_frames(features, frame_lengths, self.stack_frames)
+
+
+def stack_frames(features: Tensor, lengths: Tensor, count: int) -> tuple[Tensor, Tensor]:
+    """Join every ``count`` consecutive frames: ``(B, T, F)`` -> ``(B, T // count, count * F)``
+    and lengths ``(B,)`` -> ``lengths // count`` (a last incomplete group is dropped, so an
+    utterance's stacked frames are the same alone and in a padded batch)."""
+    if count == 1:
+        return features, lengths
+    batch, frames, bins = features.shape
+    kept = frames // count * count
+    stacked = features[:, :kept].reshape(batch, kept // count, count * bins)
+    return stacked, lengths // count
 
 
 def speed_perturb(wave: Tensor, sample_rate: int, factor: float) -> Tensor:
