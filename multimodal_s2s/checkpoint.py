@@ -24,6 +24,9 @@ from multimodal_s2s.errors import InputError
 from multimodal_s2s.model import Seq2Seq, build_model
 
 FORMAT = "multimodal_s2s/1"
+# Config keys that older versions wrote and that no longer exist (they never had an effect):
+# dropped when a checkpoint's config is read, so older checkpoints still load.
+REMOVED_CONFIG_KEYS = (("train", "max_frames"), ("train", "num_workers"))
 RESUME_NAME = re.compile(r"checkpoint-(\d+)\.pt")
 
 
@@ -112,7 +115,7 @@ def model_from_checkpoint(
     payload: dict[str, Any], path: str | Path = "checkpoint"
 ) -> tuple[Seq2Seq, Tokenizer, Config]:
     """Rebuild the model, tokenizer and config a checkpoint describes, with its weights."""
-    config = config_from_dict(payload["config"])
+    config = config_from_dict(_without_removed_keys(payload["config"]))
     tokenizer = Tokenizer.from_state_dict(payload["tokenizer"])
     model = build_model(config, len(tokenizer))
     try:
@@ -121,6 +124,18 @@ def model_from_checkpoint(
         detail = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
         raise InputError(f"{path}: weights do not match the saved config ({detail})") from error
     return model, tokenizer, config
+
+
+def _without_removed_keys(raw: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a saved config without the ``REMOVED_CONFIG_KEYS``."""
+    raw = {
+        section: dict(values) if isinstance(values, dict) else values
+        for section, values in raw.items()
+    }
+    for section, key in REMOVED_CONFIG_KEYS:
+        if isinstance(raw.get(section), dict):
+            raw[section].pop(key, None)
+    return raw
 
 
 def load_model(

@@ -51,7 +51,6 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 32
-    max_frames: int | None = None
     learning_rate: float = 1e-3
     weight_decay: float = 1e-2
     warmup_steps: int = 100
@@ -61,7 +60,6 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     cpu_bfloat16: bool = False
-    num_workers: int = 0
     keep_best: int = 3
     average_best: bool = False
     log_every: int = 20

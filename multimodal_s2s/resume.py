@@ -23,7 +23,6 @@ RESUMABLE_CHANGES = (
     "train.save_every_steps",
     "train.keep_last",
     "train.max_bad_batches",
-    "train.num_workers",
     "data.num_workers",
     "data.preload",
 )

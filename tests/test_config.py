@@ -3,6 +3,7 @@ import pytest
 from multimodal_s2s.attention import AdditiveConfig
 from multimodal_s2s.config import ConfigError, config_from_dict, config_to_dict, load_config
 from multimodal_s2s.encoders.cnn import CNNConfig
+from multimodal_s2s.errors import InputError
 
 
 def test_yaml_and_overrides(tmp_path):
@@ -57,3 +58,13 @@ def test_bad_files_are_named(tmp_path):
     broken.write_text("encoder: {name: [\n")
     with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
         load_config(broken)
+
+
+@pytest.mark.parametrize("source", ["speech", "images"])
+def test_data_sources_share_split_and_worker_checks(source):
+    with pytest.raises(InputError, match="data.test: split name 'dev' is reserved"):
+        config_from_dict({"data": {"name": source, "test": {"dev": "d.jsonl"}}})
+    with pytest.raises(InputError, match="data.num_workers must be >= 0"):
+        config_from_dict({"data": {"name": source, "num_workers": -1}})
+    config = config_from_dict({"data": {"name": source, "test": {"clean": "c.jsonl"}}})
+    assert config.data.name == source and config.data.test == {"clean": "c.jsonl"}

@@ -8,7 +8,7 @@ from conftest import IMAGES, SEQUENCES, SMALL
 
 from multimodal_s2s.checkpoint import load_checkpoint, load_model, resume_points, save_checkpoint
 from multimodal_s2s.cli import main
-from multimodal_s2s.config import load_config
+from multimodal_s2s.config import ConfigError, load_config
 from multimodal_s2s.data.text import EOS_ID, PAD_ID
 from multimodal_s2s.data.toy import ToySequences
 from multimodal_s2s.errors import InputError
@@ -167,10 +167,17 @@ def test_bad_checkpoints_are_named(tmp_path):
     overrides = SEQUENCES + SMALL + ["data.num_train=8", "data.num_dev=2", "train.epochs=1"]
     train(load_config(None, overrides), tmp_path / "run", progress=False)
     payload = load_checkpoint(tmp_path / "run" / "best.pt")
+    hidden_dim = payload["config"]["decoder"]["hidden_dim"]
     payload["config"]["decoder"]["hidden_dim"] = 48
     save_checkpoint(payload, tmp_path / "mismatch.pt")
     with pytest.raises(InputError, match="mismatch.pt: weights do not match the saved config"):
         load_model(tmp_path / "mismatch.pt")
+    payload["config"]["decoder"]["hidden_dim"] = hidden_dim
+    payload["config"]["train"].update(num_workers=2, max_frames=None)  # keys of older versions
+    save_checkpoint(payload, tmp_path / "older.pt")
+    load_model(tmp_path / "older.pt")
+    with pytest.raises(ConfigError, match="unknown config key 'train.num_workers'"):
+        load_config(None, ["train.num_workers=2"])
 
 
 def test_cli_reports_bad_config_keys_in_one_line(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -9,7 +10,28 @@ import torch
 from torch import Tensor, nn
 
 from multimodal_s2s.data.batching import WHOLE, Shard
+from multimodal_s2s.errors import InputError
 from multimodal_s2s.metrics import word_error_rate
+
+
+@dataclass
+class ManifestDataConfig:
+    """What every manifest-based data source's config holds: the source's registry ``name``,
+    ``train``/``dev`` manifest paths, ``test`` mapping more evaluation split names (not
+    "train" or "dev") to manifests, and ``num_workers`` loading processes."""
+
+    name: str = ""
+    train: str = ""
+    dev: str = ""
+    test: dict[str, str] = field(default_factory=dict)
+    num_workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 0:
+            raise InputError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        reserved = {"train", "dev"} & set(self.test)
+        if reserved:
+            raise InputError(f"data.test: split name {sorted(reserved)[0]!r} is reserved")
 
 
 class SourceBatch(NamedTuple):

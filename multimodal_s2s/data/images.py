@@ -11,7 +11,7 @@ augments them.
 import math
 import random
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from multimodal_s2s.corpora.scenes import scoring
-from multimodal_s2s.data.base import DataSource, Dropped, SourceBatch
+from multimodal_s2s.data.base import DataSource, Dropped, ManifestDataConfig, SourceBatch
 from multimodal_s2s.data.batching import WHOLE, Shard, shard_batches
 from multimodal_s2s.data.image import build_image_transform, image_pixels, load_image
 from multimodal_s2s.data.image_frontend import ImageFrontend
@@ -31,10 +31,10 @@ from multimodal_s2s.metrics import bleu4, cider_d, word_error_rate
 
 
 @dataclass
-class ImageDataConfig:
-    """Manifests per split and image options.
+class ImageDataConfig(ManifestDataConfig):
+    """Manifests per split (as in ``ManifestDataConfig``; ``test`` splits are evaluated after
+    ``dev``) and image options.
 
-    ``test`` maps evaluation split names to manifests (evaluated after ``dev``);
     ``image_size`` is the side of the square the images are resized to;
     ``augment`` turns on train-time augmentation (in the model's ``ImageFrontend``);
     ``num_workers`` loads images in parallel; ``preload`` decodes and resizes the training
@@ -48,19 +48,14 @@ class ImageDataConfig:
     """
 
     name: str = "images"
-    train: str = ""
-    dev: str = ""
-    test: dict[str, str] = field(default_factory=dict)
     image_size: int = 128
     augment: bool = True
-    num_workers: int = 2
     grammar: Literal["scenes", "none"] = "none"
     max_pixels: int = 40_000_000
     preload: bool = False
 
     def __post_init__(self) -> None:
-        if self.num_workers < 0:
-            raise InputError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        super().__post_init__()
         if self.max_pixels < 1:
             raise InputError(f"data.max_pixels must be >= 1, got {self.max_pixels}")
 

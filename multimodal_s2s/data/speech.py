@@ -15,7 +15,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from multimodal_s2s.data.audio import audio_duration, load_audio
-from multimodal_s2s.data.base import DataSource, Dropped, SourceBatch, pad_sequences
+from multimodal_s2s.data.base import (
+    DataSource,
+    Dropped,
+    ManifestDataConfig,
+    SourceBatch,
+    pad_sequences,
+)
 from multimodal_s2s.data.batching import WHOLE, BucketBatchSampler, Shard, shard_batches
 from multimodal_s2s.data.features import FeatureConfig, FeaturePipeline, augment_waveform
 from multimodal_s2s.data.manifest import read_manifest
@@ -24,11 +30,10 @@ from multimodal_s2s.metrics import char_error_rate, wer_alignments, word_error_r
 
 
 @dataclass
-class SpeechDataConfig:
-    """Manifests and batching of a speech corpus.
+class SpeechDataConfig(ManifestDataConfig):
+    """Manifests and batching of a speech corpus (splits as in ``ManifestDataConfig``).
 
-    ``train``/``dev`` are manifest paths; ``test`` maps more evaluation split names to
-    manifests. A batch holds at most ``max_frames`` padded feature frames (batch size times
+    A batch holds at most ``max_frames`` padded feature frames (batch size times
     the longest utterance, in ``hop_ms`` frames, speed perturbation included) and at most the
     trainer's ``batch_size`` utterances. Training utterances longer than ``max_duration``
     seconds are skipped. ``noise_files`` feed additive-noise augmentation (see
@@ -39,29 +44,21 @@ class SpeechDataConfig:
     """
 
     name: str = "speech"
-    train: str = ""
-    dev: str = ""
-    test: dict[str, str] = field(default_factory=dict)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     max_frames: int = 20000
     max_duration: float = 30.0
-    num_workers: int = 2
     noise_files: list[str] = field(default_factory=list)
     normalizer_utterances: int = 1000
     sorted_epochs: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.max_frames < 1:
             raise InputError(f"data.max_frames must be >= 1, got {self.max_frames}")
         if self.max_duration <= 0:
             raise InputError(f"data.max_duration must be positive, got {self.max_duration}")
-        if self.num_workers < 0:
-            raise InputError(f"data.num_workers must be >= 0, got {self.num_workers}")
         if self.normalizer_utterances < 1:
             raise InputError("data.normalizer_utterances must be >= 1")
-        reserved = {"train", "dev"} & set(self.test)
-        if reserved:
-            raise InputError(f"data.test: split name {sorted(reserved)[0]!r} is reserved")
 
 
 class _Utterance:
