@@ -28,6 +28,7 @@ from multimodal_s2s.corpora.phone_menu.text import (
     time_to_words,
 )
 from multimodal_s2s.corpora.phone_menu.voices import (
+    DEV_VOICE_IDS,
     Speech,
     Voice,
     available_voices,
@@ -40,6 +41,10 @@ needs_espeak = pytest.mark.skipif(not HAS_ESPEAK, reason="espeak-ng is not insta
 FESTIVAL_DIPHONE = Voice("festival", "kal_diphone", "us")
 needs_festival = pytest.mark.skipif(
     FESTIVAL_DIPHONE not in available_voices(), reason="festival with kal_diphone is not installed"
+)
+RHVOICE = Voice("rhvoice", "slt", "us")
+needs_rhvoice = pytest.mark.skipif(
+    RHVOICE not in available_voices(), reason="RHVoice with its English slt voice is not installed"
 )
 ESPEAK_VOICES = [
     Voice("espeak-ng", name, "us")
@@ -215,6 +220,22 @@ def test_espeak_only_inventory_still_gets_two_test_voices_and_too_few_voices_rai
         split_voices(ESPEAK_VOICES[:3])
 
 
+def test_dev_takes_one_voice_per_listed_engine_and_falls_back_when_none_is_installed():
+    inventory = ESPEAK_VOICES + [
+        Voice("festival", "don_diphone", "gb"),
+        Voice("rhvoice", "clb", "us"),
+        Voice("rhvoice", "bdl", "us"),
+        Voice("pico", "en-GB", "gb"),
+    ]
+    splits = split_voices(inventory)
+    assert [v.id for v in splits["dev"]] == [
+        "espeak-ng-en-029", "festival-don_diphone", "rhvoice-clb",
+    ]  # fmt: skip
+    assert "rhvoice-bdl" in {v.id for v in splits["train"]}
+    no_listed_dev = [v for v in inventory if v.id not in DEV_VOICE_IDS]
+    assert [v.id for v in split_voices(no_listed_dev)["dev"]] == ["pico-en-GB"]
+
+
 def test_telephone_band_removes_energy_above_the_8_khz_band():
     t = np.arange(augment.SAMPLE_RATE) / augment.SAMPLE_RATE
     high = (0.5 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
@@ -314,3 +335,32 @@ def test_jobs_are_grouped_by_voice_in_order_and_capped_in_size():
     assert [[job.index for job in group] for group in groups] == [
         [0, 3, 6], [9], [1, 2, 4], [5, 7, 8], [10, 11],
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "voice, by_rate",
+    [
+        (Voice("espeak-ng", "en-us", "us"), False),
+        (Voice("pico", "en-US", "us"), False),
+        (Voice("festival", "cmu_us_slt_arctic_hts", "us"), False),
+        (Voice("festival", "kal_diphone", "us"), True),
+        (Voice("festival", "us1_mbrola", "us"), True),
+        (Voice("flite", "rms", "us"), True),
+        (Voice("rhvoice", "bdl", "us"), True),
+    ],
+)
+def test_engines_without_a_pitch_control_shift_pitch_by_sample_rate(voice, by_rate):
+    assert voice.pitch_by_sample_rate is by_rate
+
+
+@needs_rhvoice
+def test_rhvoice_speaks_at_the_requested_speed_and_pitch(tmp_path):
+    durations, rates = {}, {}
+    for speed, pitch in [(1.0, 1.0), (1.5, 1.0), (1.0, 1.2)]:
+        path = tmp_path / f"{speed}-{pitch}.wav"
+        RHVOICE.synthesize("press one two three", path, speed, pitch)
+        info = sf.info(path)
+        durations[speed, pitch], rates[speed, pitch] = info.duration, info.samplerate
+    assert rates == {(1.0, 1.0): 24000, (1.5, 1.0): 24000, (1.0, 1.2): 28800}
+    assert durations[1.5, 1.0] == pytest.approx(durations[1.0, 1.0] / 1.5, rel=0.1)
+    assert durations[1.0, 1.2] == pytest.approx(durations[1.0, 1.0], rel=0.05)  # tape shift

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian TTS voices and recordings the phone-menu corpus is built from (see
-# multimodal_s2s/corpora/phone_menu/system_packages.txt). mbrola and its voices are in
-# Debian's non-free component and pico in contrib: they are enabled with one extra deb822
-# source next to the main one. Does nothing (no apt call) when every package is installed;
+# multimodal_s2s/corpora/phone_menu/system_packages.txt). mbrola, its voices and RHVoice are
+# in Debian's non-free component, pico and most festival voices in contrib: they are enabled
+# with one extra deb822 source next to the main one. Does nothing (no apt call) when every package is installed;
 # as a non-root user it only reports what is missing.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

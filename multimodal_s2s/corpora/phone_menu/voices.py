@@ -1,7 +1,8 @@
 """Inventory of the Debian text-to-speech voices the phone-menu corpus is synthesised with.
 
 Engines: espeak-ng (accents and variants), mbrola voices driven by espeak-ng, flite, festival
-and pico (SVOX). ``available_voices`` keeps the installed ones. ``Voice.synthesize`` writes a
+(its own diphone and HTS voices, and the mbrola voices driven by festival's front end), pico
+(SVOX) and RHVoice. ``available_voices`` keeps the installed ones. ``Voice.synthesize`` writes a
 mono 16-bit wav at the engine's own sample rate; resampling happens in the corpus preparation.
 """
 
@@ -30,12 +31,23 @@ _FESTIVAL_VOICES = (
     ("kal_diphone", "us", "english/kal_diphone"),
     ("ked_diphone", "us", "english/ked_diphone"),
     ("cmu_us_slt_arctic_hts", "us", "us/cmu_us_slt_arctic_hts"),
+    ("rab_diphone", "gb", "english/rab_diphone"),
+    ("don_diphone", "gb", "english/don_diphone"),
+    ("us1_mbrola", "us", "english/us1_mbrola"),
+    ("us2_mbrola", "us", "english/us2_mbrola"),
+    ("us3_mbrola", "us", "english/us3_mbrola"),
+    ("en1_mbrola", "gb", "english/en1_mbrola"),
 )
 _PICO_VOICES = (("en-US", "us"), ("en-GB", "gb"))
+_RHVOICE_VOICES = (
+    ("alan", "gb"), ("bdl", "us"), ("clb", "us"), ("slt", "us"), ("evgeniy-eng", "us"),
+    ("lyubov", "us"),
+)  # fmt: skip
 
 _MBROLA_DIR = Path("/usr/share/mbrola")
 _FESTIVAL_VOICE_DIR = Path("/usr/share/festival/voices")
 _PICO_LANG_DIR = Path("/usr/share/pico/lang")
+_RHVOICE_VOICE_DIR = Path("/usr/share/RHVoice/voices")
 _ESPEAK_RATE_WPM = 175
 _ESPEAK_PITCH = 50
 _TIMEOUT_S = 60
@@ -44,7 +56,10 @@ _TIMEOUT_S = 60
 # installed, and at least two voices in all (espeak-ng fallbacks fill up the count).
 TEST_VOICE_IDS = ("flite-rms", "festival-ked_diphone", "espeak-ng-en-gb-scotland")
 FALLBACK_TEST_VOICE_IDS = ("espeak-ng-en-gb-x-gbcwmd", "espeak-ng-en-us-nyc")
-DEV_VOICE_IDS = ("espeak-ng-en-029", "pico-en-GB", "espeak-ng-en-us+f5")
+# Dev voices, one per engine family where installed, so that model selection sees voices
+# unlike espeak-ng's as the test set does; the first fallback fills in when none is present.
+DEV_VOICE_IDS = ("espeak-ng-en-029", "festival-don_diphone", "rhvoice-clb")
+FALLBACK_DEV_VOICE_IDS = ("pico-en-GB", "espeak-ng-en-us+f5")
 
 
 @dataclass(frozen=True)
@@ -66,8 +81,9 @@ class Voice:
 
         ``speed`` > 1 is faster speech, ``pitch`` > 1 a higher voice. The engine is fed a
         pronunciation-friendly respelling of the label (letters as letter names).
-        Engines without a pitch control speak at ``speed / pitch`` and the wav header's
-        sample rate is scaled by ``pitch`` (a tape-speed shift of pitch and formants).
+        Engines without a pitch control (flite, RHVoice, festival's diphone and mbrola
+        voices) speak at ``speed / pitch`` and the wav header's sample rate is scaled by
+        ``pitch`` (a tape-speed shift of pitch and formants).
         """
         self.synthesize_many([Speech(text, Path(path), speed, pitch)])
 
@@ -80,6 +96,10 @@ class Voice:
         if self.engine == "festival":
             script = "".join(_festival_script(self, *arguments) for arguments in spoken)
             _run(["festival", "--pipe"], self, script)
+        elif self.engine == "rhvoice":
+            for text, path, speed, pitch in spoken:
+                rate = str(round(100 * speed / pitch))
+                _run(["RHVoice-test", "-p", self.name, "-r", rate, "-o", str(path)], self, text)
         else:
             for arguments in spoken:
                 _run(_command(self, *arguments), self)
@@ -88,8 +108,15 @@ class Voice:
                 raise InputError(
                     f"voice {self.id} wrote no audio to {request.path} for {request.text!r}"
                 )
-            if self.engine == "flite" or self.name.endswith("_diphone"):
+            if self.pitch_by_sample_rate:
                 _scale_sample_rate(request.path, request.pitch)
+
+    @property
+    def pitch_by_sample_rate(self) -> bool:
+        """Whether pitch is shifted by relabelling the sample rate (no pitch control)."""
+        if self.engine == "festival":
+            return not self.name.endswith("_hts")
+        return self.engine in ("flite", "rhvoice")
 
 
 class Speech(NamedTuple):
@@ -111,13 +138,15 @@ def split_voices(voices: list[Voice]) -> dict[str, list[Voice]]:
     """Assign voices to "train", "dev" and "test" (held-out voices never used in training).
 
     Test takes the ``TEST_VOICE_IDS`` that are present, topped up to two voices from
-    ``FALLBACK_TEST_VOICE_IDS``; dev takes the first present ``DEV_VOICE_IDS``; train the rest.
+    ``FALLBACK_TEST_VOICE_IDS``; dev takes the ``DEV_VOICE_IDS`` that are present, or else the
+    first present ``FALLBACK_DEV_VOICE_IDS``; train the rest.
     """
     by_id = {voice.id: voice for voice in voices}
     test = [by_id[i] for i in TEST_VOICE_IDS if i in by_id]
     fallbacks = [by_id[i] for i in FALLBACK_TEST_VOICE_IDS if i in by_id]
     test += fallbacks[: max(0, 2 - len(test))]
-    dev = [by_id[i] for i in DEV_VOICE_IDS if i in by_id][:1]
+    dev = [by_id[i] for i in DEV_VOICE_IDS if i in by_id]
+    dev = dev or [by_id[i] for i in FALLBACK_DEV_VOICE_IDS if i in by_id][:1]
     train = [voice for voice in voices if voice not in test and voice not in dev]
     if len(test) < 2 or not dev or not train:
         found = ", ".join(by_id) or "none"
@@ -143,6 +172,12 @@ def _detect_voices() -> tuple[Voice, ...]:
             Voice("festival", name, accent)
             for name, accent, folder in _FESTIVAL_VOICES
             if (_FESTIVAL_VOICE_DIR / folder).is_dir()
+        ]
+    if shutil.which("RHVoice-test"):
+        voices += [
+            Voice("rhvoice", name, accent)
+            for name, accent in _RHVOICE_VOICES
+            if (_RHVOICE_VOICE_DIR / name).is_dir()
         ]
     if shutil.which("pico2wave"):
         voices += [
