@@ -96,13 +96,10 @@ class Voice:
         if self.engine == "festival":
             script = "".join(_festival_script(self, *arguments) for arguments in spoken)
             _run(["festival", "--pipe"], self, script)
-        elif self.engine == "rhvoice":
-            for text, path, speed, pitch in spoken:
-                rate = str(round(100 * speed / pitch))
-                _run(["RHVoice-test", "-p", self.name, "-r", rate, "-o", str(path)], self, text)
         else:
             for arguments in spoken:
-                _run(_command(self, *arguments), self)
+                command, stdin = _command(self, *arguments)
+                _run(command, self, stdin)
         for request in requests:
             if not request.path.is_file() or request.path.stat().st_size <= 44:
                 raise InputError(
@@ -188,14 +185,20 @@ def _detect_voices() -> tuple[Voice, ...]:
     return tuple(voices)
 
 
-def _command(voice: Voice, text: str, path: Path, speed: float, pitch: float) -> list[str]:
-    """The command line that speaks ``text`` into ``path`` (every engine but festival)."""
+def _command(
+    voice: Voice, text: str, path: Path, speed: float, pitch: float
+) -> tuple[list[str], str | None]:
+    """The command line that speaks ``text`` into ``path``, and its standard input (every
+    engine but festival)."""
     if voice.engine in ("espeak-ng", "mbrola"):
-        return _espeak_command(voice, text, path, speed, pitch)
+        return _espeak_command(voice, text, path, speed, pitch), None
     if voice.engine == "pico":
-        return _pico_command(voice, text, path, speed, pitch)
+        return _pico_command(voice, text, path, speed, pitch), None
     if voice.engine == "flite":
-        return _flite_command(voice, text, path, speed / pitch)
+        return _flite_command(voice, text, path, speed / pitch), None
+    if voice.engine == "rhvoice":
+        rate = str(round(100 * speed / pitch))
+        return ["RHVoice-test", "-p", voice.name, "-r", rate, "-o", str(path)], text
     raise InputError(f"unknown TTS engine {voice.engine!r} of voice {voice.id}")
 
 
