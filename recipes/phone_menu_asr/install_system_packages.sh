@@ -2,8 +2,8 @@
 # Install the Debian TTS voices and recordings the phone-menu corpus is built from (see
 # multimodal_s2s/corpora/phone_menu/system_packages.txt). mbrola, its voices and RHVoice are
 # in Debian's non-free component, pico and most festival voices in contrib: they are enabled
-# with one extra deb822 source next to the main one. Does nothing (no apt call) when every package is installed;
-# as a non-root user it only reports what is missing.
+# with one extra deb822 source next to the main one. Does nothing (no apt call) when every
+# package is installed; as a non-root user it only reports what is missing.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 packages=$(grep -v '^#' "$root/multimodal_s2s/corpora/phone_menu/system_packages.txt")

@@ -224,11 +224,11 @@ def _flite_command(voice: Voice, text: str, path: Path, speed: float) -> list[st
 
 def _festival_script(voice: Voice, text: str, path: Path, speed: float, pitch: float) -> str:
     quoted_text = text.replace("\\", "\\\\").replace('"', '\\"')
-    if voice.name.endswith("_hts"):
+    if voice.pitch_by_sample_rate:
+        tempo = f"(Parameter.set 'Duration_Stretch {pitch / speed:.4f})"
+    else:
         options = f'(list "-r" {speed:.4f}) (list "-fm" {12 * math.log2(pitch):.4f})'
         tempo = f"(set! hts_engine_params (append hts_engine_params (list {options})))"
-    else:
-        tempo = f"(Parameter.set 'Duration_Stretch {pitch / speed:.4f})"
     return (
         f"(voice_{voice.name}) {tempo} "
         f'(utt.save.wave (utt.synth (Utterance Text "{quoted_text}")) "{path}" \'riff)\n'
