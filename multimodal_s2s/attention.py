@@ -70,7 +70,15 @@ def dot_tanh_(hidden: Tensor, weight: Tensor) -> Tensor:
 
 
 class Attention(nn.Module):
-    """Base class: subclasses implement ``prepare`` and ``_scores``."""
+    """Base class: subclasses implement ``prepare`` and ``_scores``.
+
+    ``gated``: whether the context is rescaled by a function of the query (the additive
+    attention's gate). Without a gate the context is exactly ``weights @ memory``, so any
+    linear map of it equals ``weights @ (memory @ W^T)`` (the decoder precomputes that when
+    decoding).
+    """
+
+    gated = False
 
     def prepare(self, memory: Tensor) -> Tensor:
         """``(B, S, D)`` memory -> keys ``(B, S, *)`` reused at every decoding step."""
@@ -92,12 +100,21 @@ class Attention(nn.Module):
         Returns:
             context ``(B * K, D)`` and weights ``(B * K, S)`` (zero on padding, summing to 1).
         """
-        batch, length, _ = memory.shape
+        weights = self.weights(query, keys, mask, previous)
+        return self.read(query, weights, memory), weights.flatten(0, 1)
+
+    def weights(self, query: Tensor, keys: Tensor, mask: Tensor, previous: Tensor) -> Tensor:
+        """The attention weights alone, grouped by memory row: ``(B, K, S)`` (arguments as
+        in ``forward``)."""
+        batch, length = mask.shape
         grouped = query.view(batch, -1, query.size(1))
         scores = self._scores(grouped, keys, previous.view(batch, -1, length))
-        weights = torch.softmax(scores.masked_fill(mask.unsqueeze(1), float("-inf")), dim=-1)
-        context = torch.bmm(weights, memory).flatten(0, 1)
-        return self._gate(query, context), weights.flatten(0, 1)
+        return torch.softmax(scores.masked_fill(mask.unsqueeze(1), float("-inf")), dim=-1)
+
+    def read(self, query: Tensor, weights: Tensor, memory: Tensor) -> Tensor:
+        """``(B * K, Q)`` queries, ``(B, K, S)`` weights, ``(B, S, D)`` memory -> the
+        (gated) context ``(B * K, D)``."""
+        return self._gate(query, torch.bmm(weights, memory).flatten(0, 1))
 
     def _scores(self, query: Tensor, keys: Tensor, previous: Tensor) -> Tensor:
         """query ``(B, K, Q)``, keys ``(B, S, *)``, previous ``(B, K, S)`` -> ``(B, K, S)``."""
@@ -136,23 +153,19 @@ class AdditiveAttention(Attention):
         self.memory_projection = nn.Linear(memory_dim, config.dim)
         self.energy = nn.Linear(config.dim, 1, bias=False)
         self.gate = nn.Linear(query_dim, memory_dim) if config.gate else None
+        self.gated = config.gate
 
     def prepare(self, memory: Tensor) -> Tensor:
         return self.memory_projection(memory)
 
     def _scores(self, query: Tensor, keys: Tensor, previous: Tensor) -> Tensor:
-        return self._energy(keys.unsqueeze(1), query)
+        return dot_tanh_(self._hidden(keys, query), self.energy.weight).squeeze(3)
 
-    def _energy(self, keys: Tensor, query: Tensor, location: Tensor | None = None) -> Tensor:
-        """keys ``(B, 1 or K, S, A)``, query ``(B, K, Q)``, location ``(B, K, S, A)`` ->
-        ``v . tanh(keys + W q [+ location])`` ``(B, K, S)``.
-
-        ``location`` is overwritten: the sum and the ``tanh`` are computed in one buffer,
-        which matters for large beams, where each ``(B, K, S, A)`` temporary is megabytes.
-        """
-        projected = self.query_projection(query).unsqueeze(2)
-        hidden = keys + projected if location is None else location.add_(keys).add_(projected)
-        return dot_tanh_(hidden, self.energy.weight).squeeze(3)
+    def _hidden(self, keys: Tensor, query: Tensor) -> Tensor:
+        """keys ``(B, S, A)``, query ``(B, K, Q)`` -> ``keys + W q``, a new ``(B, K, S, A)``
+        buffer that the energy is then computed in (for large beams each ``(B, K, S, A)``
+        temporary is megabytes)."""
+        return keys.unsqueeze(1) + self.query_projection(query).unsqueeze(2)
 
     def _gate(self, query: Tensor, context: Tensor) -> Tensor:
         if self.gate is None:
@@ -173,10 +186,17 @@ class LocationAttention(AdditiveAttention):
         self.location_projection = nn.Linear(config.channels, config.dim, bias=False)
 
     def _scores(self, query: Tensor, keys: Tensor, previous: Tensor) -> Tensor:
+        """The location term ``U conv(previous)`` is added to the energy's buffer by the
+        projection's matrix product itself (``addmm_``), not as a temporary of its own."""
         batch, groups, length = previous.shape
-        location = self.location_conv(previous.reshape(batch * groups, 1, length))
-        location = self.location_projection(location.transpose(1, 2))
-        return self._energy(keys.unsqueeze(1), query, location.view(batch, groups, length, -1))
+        features = self.location_conv(previous.reshape(batch * groups, 1, length))
+        hidden = self._hidden(keys, query)
+        dtype = hidden.dtype  # in-place products are not autocast
+        hidden.view(-1, hidden.size(3)).addmm_(
+            features.transpose(1, 2).reshape(-1, features.size(1)).to(dtype),
+            self.location_projection.weight.t().to(dtype),
+        )
+        return dot_tanh_(hidden, self.energy.weight).squeeze(3)
 
 
 ATTENTIONS = {

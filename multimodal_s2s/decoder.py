@@ -6,6 +6,7 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional
 
 from multimodal_s2s.attention import ATTENTIONS, LocationConfig
 from multimodal_s2s.data.text import BOS_ID, EOS_ID, PAD_ID
@@ -39,27 +40,48 @@ class DecoderConfig:
     scheduled_sampling: float = 0.0
 
 
+class DecodingWeights(NamedTuple):
+    """Products of the decoder's weights that decoding precomputes once per batch.
+
+    token_gates ``(V, 4H)``: every token's embedding through the first LSTM cell's input
+    weights, plus both of its biases. context_weight ``(4H + O, D)``: the context columns of
+    that cell's input weights stacked on those of the output projection.
+    """
+
+    token_gates: Tensor
+    context_weight: Tensor
+
+
 class DecoderMemory(NamedTuple):
     """What the decoder reads at every step, fixed for a source.
 
     memory ``(B, S, D)``, keys ``(B, S, *)`` (attention-specific), mask ``(B, S)`` True = pad.
     Beam search keeps one row per source and ``K`` state rows per source (see ``step``).
+    When decoding (``start(..., decoding=True)``): ``decoding``, and, where ``start`` says,
+    ``projected`` ``(B, S, 4H + O)``, the memory times ``decoding.context_weight``.
     """
 
     memory: Tensor
     keys: Tensor
     mask: Tensor
+    projected: Tensor | None = None
+    decoding: DecodingWeights | None = None
 
     def select(self, index: Tensor, length: int | None = None) -> "DecoderMemory":
-        """Rows ``index`` ``(B',)`` of every tensor, and the first ``length`` positions
-        (all when ``None``; only positions that are padding in every kept row may go)."""
-        return DecoderMemory(*(t.index_select(0, index)[:, :length] for t in self))
+        """Rows ``index`` ``(B',)`` of every per-source tensor, and the first ``length``
+        positions (all when ``None``; only positions that are padding in every kept row may
+        go)."""
+        memory, keys, mask, projected = (
+            None if t is None else t.index_select(0, index)[:, :length] for t in self[:4]
+        )
+        return DecoderMemory(memory, keys, mask, projected, self.decoding)
 
 
 class DecoderState(NamedTuple):
     """Recurrent state between steps.
 
-    hidden, cell: ``(L, B, H)``; context: ``(B, D)`` last attention context (input feeding);
+    hidden, cell: ``(L, B, H)``; context: ``(B, D)`` last attention context (input feeding),
+    or when decoding that context times ``DecodingWeights.context_weight``, ``(B, 4H + O)``;
     weights: ``(B, S)`` last attention weights; coverage: ``(B, S)`` their running sum.
     """
 
@@ -79,6 +101,14 @@ class DecoderState(NamedTuple):
             self.weights.index_select(0, index)[:, :length],
             self.coverage.index_select(0, index)[:, :length],
         )
+
+
+def _lstm_update(gates: Tensor, cell: Tensor) -> tuple[Tensor, Tensor]:
+    """``nn.LSTMCell``'s update from its summed gate pre-activations ``(N, 4H)`` (PyTorch's
+    order: input, forget, cell, output) and the previous cell ``(N, H)`` -> new ``(h, c)``."""
+    input_gate, forget_gate, cell_gate, output_gate = gates.chunk(4, 1)
+    cell = torch.sigmoid(forget_gate) * cell + torch.sigmoid(input_gate) * torch.tanh(cell_gate)
+    return torch.sigmoid(output_gate) * torch.tanh(cell), cell
 
 
 class AttentionDecoder(nn.Module):
@@ -102,8 +132,18 @@ class AttentionDecoder(nn.Module):
         self.output_projection = nn.Linear(hidden + memory_dim, self.output_dim)
         self.dropout = nn.Dropout(config.dropout)
 
-    def start(self, encoded: EncoderOutput) -> tuple[DecoderMemory, DecoderState]:
-        """Prepare the memory and the initial state for a batch of encoded sources."""
+    def start(
+        self, encoded: EncoderOutput, decoding: bool = False
+    ) -> tuple[DecoderMemory, DecoderState]:
+        """Prepare the memory and the initial state for a batch of encoded sources.
+
+        ``decoding`` (search, in evaluation mode) precomputes what ``step`` can take out of
+        the loop: each token's input gates, and, for an attention without a gate over a
+        memory shorter than it is wide (``S < D``), the context's products with the first
+        cell and the output projection, read as ``weights @ projected`` (``S`` multiply-adds
+        per output value instead of ``D``). The state then carries that product in place of
+        the context. Equal to the training path up to float rounding.
+        """
         memory, lengths = encoded.memory, encoded.lengths
         batch, length, dim = memory.shape
         mask = padding_mask(lengths, length)
@@ -118,14 +158,35 @@ class AttentionDecoder(nn.Module):
         weights = memory.new_zeros(batch, length)
         if self.config.init_attention == "first":
             weights[:, 0] = 1.0
+        decoding_weights = self._decoding_weights() if decoding else None
+        context_dim = dim if decoding_weights is None else decoding_weights.context_weight.size(0)
         state = DecoderState(
             hidden_cell[0].contiguous(),
             hidden_cell[1].contiguous(),
-            memory.new_zeros(batch, dim),
+            memory.new_zeros(batch, context_dim),
             weights,
             memory.new_zeros(batch, length),
         )
-        return DecoderMemory(memory, self.attention.prepare(memory), mask), state
+        projected = None
+        if decoding_weights is not None and not self.attention.gated and length < dim:
+            projected = memory @ decoding_weights.context_weight.t()
+        keys = self.attention.prepare(memory)
+        return DecoderMemory(memory, keys, mask, projected, decoding_weights), state
+
+    def _decoding_weights(self) -> DecodingWeights:
+        first, embedding_dim = self.cells[0], self.config.embedding_dim
+        token_gates = torch.addmm(
+            first.bias_ih + first.bias_hh,
+            self.embedding.weight,
+            first.weight_ih[:, :embedding_dim].t(),
+        )
+        context_weight = torch.cat(
+            [
+                first.weight_ih[:, embedding_dim:],
+                self.output_projection.weight[:, self.config.hidden_dim :],
+            ]
+        )
+        return DecodingWeights(token_gates, context_weight)
 
     def step(
         self, tokens: Tensor, memory: DecoderMemory, state: DecoderState
@@ -142,8 +203,32 @@ class AttentionDecoder(nn.Module):
             output ``(B * K, O)`` for the generator, and the new state (whose ``weights``
             ``(B * K, S)`` are this step's attention).
         """
+        if memory.decoding is not None:
+            return self._decoding_step(tokens, memory, state)
         top, new_state = self._advance(self.dropout(self.embedding(tokens)), memory, state)
         return self._output(top, new_state.context), new_state
+
+    def _decoding_step(
+        self, tokens: Tensor, memory: DecoderMemory, state: DecoderState
+    ) -> tuple[Tensor, DecoderState]:
+        """``step`` with the products ``start(..., decoding=True)`` precomputed; ``state.context``
+        is the context times ``memory.decoding.context_weight``."""
+        gates_dim = 4 * self.config.hidden_dim
+        gates = memory.decoding.token_gates[tokens] + state.context[:, :gates_dim]
+        gates = torch.addmm(gates, state.hidden[0], self.cells[0].weight_hh.t())
+        hidden, cell = self._stack(_lstm_update(gates, state.cell[0]), state)
+        top = hidden[-1]
+        weights = self.attention.weights(top, memory.keys, memory.mask, state.weights)
+        if memory.projected is None:
+            context = self.attention.read(top, weights, memory.memory)
+            context = functional.linear(context, memory.decoding.context_weight)
+        else:
+            context = torch.bmm(weights, memory.projected).flatten(0, 1)
+        top_weight = self.output_projection.weight[:, : self.config.hidden_dim]
+        output = functional.linear(top, top_weight, self.output_projection.bias)
+        output = torch.tanh(output + context[:, gates_dim:])
+        weights = weights.flatten(0, 1)
+        return output, DecoderState(hidden, cell, context, weights, state.coverage + weights)
 
     def _advance(
         self, embedded: Tensor, memory: DecoderMemory, state: DecoderState
@@ -151,18 +236,25 @@ class AttentionDecoder(nn.Module):
         """The recurrent part of a step: ``(N, E)`` embedded tokens -> the top layer's
         hidden state ``(N, H)`` and the new state (its context attends with it)."""
         x = torch.cat([embedded, state.context], dim=1)
-        hiddens, cells = [], []
-        for layer, cell in enumerate(self.cells):
-            if layer > 0:
-                x = self.dropout(hiddens[-1])
-            h, c = cell(x, (state.hidden[layer], state.cell[layer]))
+        first = self.cells[0](x, (state.hidden[0], state.cell[0]))
+        hidden, cell = self._stack(first, state)
+        top = hidden[-1]
+        context, weights = self.attention(
+            top, memory.memory, memory.keys, memory.mask, state.weights
+        )
+        return top, DecoderState(hidden, cell, context, weights, state.coverage + weights)
+
+    def _stack(self, first: tuple[Tensor, Tensor], state: DecoderState) -> tuple[Tensor, Tensor]:
+        """The first layer's new ``(h, c)`` ``(N, H)`` -> every layer's, ``(L, N, H)`` each
+        (dropout between layers)."""
+        hiddens, cells = [first[0]], [first[1]]
+        for layer in range(1, len(self.cells)):
+            h, c = self.cells[layer](
+                self.dropout(hiddens[-1]), (state.hidden[layer], state.cell[layer])
+            )
             hiddens.append(h)
             cells.append(c)
-        context, weights = self.attention(h, memory.memory, memory.keys, memory.mask, state.weights)
-        new_state = DecoderState(
-            torch.stack(hiddens), torch.stack(cells), context, weights, state.coverage + weights
-        )
-        return h, new_state
+        return torch.stack(hiddens), torch.stack(cells)
 
     def _output(self, top: Tensor, context: Tensor) -> Tensor:
         """The attentional hidden state ``tanh(W [h; c])`` (after dropout) for the generator,

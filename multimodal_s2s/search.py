@@ -126,7 +126,7 @@ def greedy_search(model, encoded: EncoderOutput, config: SearchConfig) -> list[H
 
     Returns one hypothesis per source; ``score`` is ranked as in beam search.
     """
-    memory, state = model.decoder.start(encoded)
+    memory, state = model.decoder.start(encoded, decoding=True)
     batch = memory.memory.size(0)
     caps = max_output_lengths(encoded.lengths, config)
     tokens = torch.full((batch,), BOS_ID, dtype=torch.long, device=memory.memory.device)
@@ -202,7 +202,7 @@ def beam_search(
         for each source, its ``nbest`` hypotheses (at most ``beam_size``), best first. A source
         where no hypothesis reached EOS within its cap returns its best unfinished ones.
     """
-    memory, state = model.decoder.start(encoded)
+    memory, state = model.decoder.start(encoded, decoding=True)
     caps = max_output_lengths(encoded.lengths, config)
     beams = _Beams(memory.mask, caps, config, memory.memory.dtype)
     rows = torch.arange(memory.mask.size(0), device=beams.device)

@@ -16,12 +16,13 @@ from multimodal_s2s.search import (
     rank_score,
 )
 
-ATTENTION_KINDS = ["dot", "general", "additive", "location"]
+ATTENTION_KINDS = ["dot", "general", "additive", "location", "{name: additive, gate: true}"]
 SEARCH = SearchConfig(beam_size=3, nbest=3, max_length_ratio=3.0, max_length=12)
 
 
-def _model(encoder: str, attention: str, eos_bias: float = 1.5):
-    overrides = SOURCE_SHAPES[encoder] + DECODER + [f"decoder.attention={attention}"]
+def _model(encoder: str, attention: str, eos_bias: float = 1.5, layers: int = 1):
+    overrides = SOURCE_SHAPES[encoder] + DECODER
+    overrides += [f"decoder.attention={attention}", f"decoder.num_layers={layers}"]
     if encoder == "cnn":
         overrides.append("encoder.output_dim=16")
     model, _ = tiny_model(overrides)
@@ -136,9 +137,12 @@ def test_batched_beam_search_equals_one_source_at_a_time(length_norm, no_repeat_
         )
 
 
-def test_scores_are_the_models_log_probabilities():
-    """A finished hypothesis keeps exactly the log-probability the model gives its tokens."""
-    model = _model("pblstm", "additive", eos_bias=2.5)
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("attention", ATTENTION_KINDS)
+def test_scores_are_the_models_log_probabilities(attention, layers):
+    """A finished hypothesis keeps exactly the log-probability the model gives its tokens
+    (and the search's precomputed decoding path computes what the training path does)."""
+    model = _model("pblstm", attention, eos_bias=2.5, layers=layers)
     _, (batch, lengths) = _sources("pblstm")
     encoded = model.encode(batch, lengths)
     nbest = beam_search(model, encoded, SEARCH)
@@ -176,6 +180,8 @@ def test_eos_is_never_fed_to_the_decoder():
     model.decoder.config.scheduled_sampling = 0.5
     fed = []
     model.decoder.embedding.register_forward_hook(lambda m, args, out: fed.append(args[0]))
+    step = model.decoder.step
+    model.decoder.step = lambda tokens, *state: fed.append(tokens) or step(tokens, *state)
     _, (batch, lengths) = _sources("pblstm")
     encoded = model.encode(batch, lengths)
     results = beam_search(model, encoded, SEARCH)
