@@ -8,7 +8,7 @@ leave the batch. Hypotheses are ranked by ``rank_score`` (log-probability, lengt
 normalised or GNMT-penalised, plus the optional coverage penalty).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol
 
 import torch
@@ -34,7 +34,11 @@ class SearchConfig:
     log-odds of each distinct token a hypothesis names (``bag_of_words.rerank_with_bag_of_words``).
     Greedy search ignores both. ``no_repeat_ngram_size`` n > 0 forbids any hypothesis to
     emit an n-gram of tokens it has emitted before (Hugging Face's option of that name,
-    OpenNMT's ``block_ngram_repeat``), in greedy and beam search.
+    OpenNMT's ``block_ngram_repeat``), in greedy and beam search. ``warp_factors`` (speech
+    models, beam search only; ``decode.decode_batch``): decode every source once per factor,
+    its spectrum's frequency axis scaled by it as vocal tract length perturbation does in
+    training, and keep the best-scoring hypothesis (maximum-likelihood warp selection, as in
+    vocal tract length normalisation); empty: decode once, unwarped.
     """
 
     beam_size: int = 8
@@ -47,6 +51,7 @@ class SearchConfig:
     ctc_weight: float = 0.0
     bag_of_words_weight: float = 0.0
     no_repeat_ngram_size: int = 0
+    warp_factors: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ctc_weight <= 1.0:
@@ -59,6 +64,8 @@ class SearchConfig:
             raise InputError(
                 f"search.no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}"
             )
+        if any(factor <= 0 for factor in self.warp_factors):
+            raise InputError(f"search.warp_factors must be > 0, got {self.warp_factors}")
 
 
 class Hypothesis(NamedTuple):

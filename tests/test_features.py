@@ -288,3 +288,21 @@ def test_augment_waveform_applies_configured_speed_and_noise():
     assert measured.item() == pytest.approx(10.0, abs=1e-3)
     clean = augment_waveform(wave, FeatureConfig(), [noise], random.Random(0))
     assert torch.equal(clean, wave)
+
+
+def test_a_given_warp_factor_applies_in_either_mode_and_one_is_none():
+    waves, lengths = _padded_batch([3200, 2400])
+    frontend = LogMelFrontend(FeatureConfig(num_mel_bins=40, max_freq_warp=0.2))
+    plain, _ = frontend.eval()(waves, lengths)
+    unpadded = waves.clone()
+    unpadded[1, 2400:] = 0.0
+    spectrum = frontend.mel_spectrogram.spectrogram(
+        torch.nn.functional.pad(unpadded, (frontend.n_fft // 2, frontend.n_fft // 2))
+    )
+    power = frontend.mel_spectrogram.mel_scale(warp_frequencies(spectrum, torch.tensor([0.9, 0.9])))
+    expected = power.clamp_min(1e-6).log().transpose(1, 2)
+    expected[1, 16:] = 0.0  # 2400 samples: 16 frames
+    for mode in (frontend.eval(), frontend.train()):
+        warped, _ = mode(waves, lengths, 0.9)
+        torch.testing.assert_close(warped, expected)
+    torch.testing.assert_close(frontend.train()(waves, lengths, 1.0)[0], plain, rtol=0, atol=0)

@@ -5,8 +5,9 @@ import pytest
 import torch
 from conftest import DECODER, SOURCE_SHAPES, tiny_model
 
-from multimodal_s2s.data.text import BOS_ID, EOS_ID, PAD_ID, teacher_forcing_pair
-from multimodal_s2s.decode import full_float32_on_cuda
+from multimodal_s2s.config import load_config
+from multimodal_s2s.data.text import BOS_ID, EOS_ID, PAD_ID, Tokenizer, teacher_forcing_pair
+from multimodal_s2s.decode import decode_batch, full_float32_on_cuda
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.search import (
     SearchConfig,
@@ -288,3 +289,49 @@ def test_no_repeat_ngram_size_blocks_every_repeated_ngram(size):
 def test_negative_no_repeat_ngram_size_is_named():
     with pytest.raises(InputError, match="search.no_repeat_ngram_size must be >= 0, got -1"):
         SearchConfig(no_repeat_ngram_size=-1)
+
+
+SPEECH = [
+    "data.name=speech",
+    "data.features.num_mel_bins=8",
+    "encoder.input_dim=8",
+    "encoder.hidden_dim=8",
+    "encoder.num_layers=1",
+    "search.beam_size=3",
+    "search.max_length=8",
+]
+
+
+def test_warp_factors_keep_each_sources_best_scoring_warp():
+    model, config = tiny_model(SPEECH + DECODER)
+    with torch.no_grad():
+        model.generator.projection.weight.mul_(4.0)
+    tokenizer = Tokenizer.build(["abcdefgh"], "char")
+    waves = torch.randn(6, 4000, generator=torch.Generator().manual_seed(0)) * 0.1
+    lengths = torch.tensor([4000, 2500, 3000, 1800, 3500, 2000])
+
+    def decode(factors: list[float], beam: bool = True):
+        search = replace(config.search, warp_factors=factors)
+        return decode_batch(model, tokenizer, waves, lengths, search, beam=beam)
+
+    runs = {factor: decode([factor]) for factor in (0.9, 1.1)}
+    chosen = []
+    for index, decoded in enumerate(decode([0.9, 1.1])):
+        candidates = {factor: run[index] for factor, run in runs.items()}
+        best = max(candidates, key=lambda factor: candidates[factor].score)
+        assert (decoded.text, decoded.score) == (candidates[best].text, candidates[best].score)
+        chosen.append(best)
+    assert set(chosen) == {0.9, 1.1}  # each warp wins somewhere: the choice is per source
+    unwarped = [(d.text, d.score) for d in decode([])]
+    assert [(d.text, d.score) for d in decode([1.0])] == unwarped
+    assert [d.text for d in decode([0.9, 1.1], beam=False)] == [d.text for d in decode([], False)]
+
+
+def test_warp_factors_need_a_speech_model_and_positive_factors():
+    model = _model("cnn", "additive")
+    tokenizer = Tokenizer.build(["abcdefgh"], "char")
+    search = replace(SEARCH, warp_factors=[0.9, 1.1])
+    with pytest.raises(InputError, match="search.warp_factors"):
+        decode_batch(model, tokenizer, torch.randn(2, 3, 32, 32), None, search)
+    with pytest.raises(InputError, match="search.warp_factors must be > 0"):
+        load_config(None, ["search.warp_factors=[1.0, 0.0]"])

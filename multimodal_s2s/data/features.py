@@ -131,12 +131,16 @@ class LogMelFrontend(nn.Module):
             power=2.0,
         )
 
-    def forward(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, waveforms: Tensor, lengths: Tensor, warp: float | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Compute features.
 
         Args:
             waveforms: ``(B, N)`` float, padded; samples at or after ``lengths`` are ignored.
             lengths: ``(B,)`` int64, valid samples of each waveform.
+            warp: a frequency-warp factor for every utterance (``warp_frequencies``), in
+                either mode, instead of training's random ones; 1 or ``None``: none.
 
         Returns:
             ``(features, frame_lengths)``: ``(B, T, F)`` with ``T = 1 + N // hop_length``
@@ -146,7 +150,9 @@ class LogMelFrontend(nn.Module):
         half = self.n_fft // 2
         padded = nn.functional.pad(waveforms, (half, half))
         spectrum = self.mel_spectrogram.spectrogram(padded)
-        if self.training and self.max_freq_warp > 0:
+        if warp is not None and warp != 1.0:
+            spectrum = warp_frequencies(spectrum, spectrum.new_full(spectrum.shape[:1], warp))
+        elif warp is None and self.training and self.max_freq_warp > 0:
             factors = torch.empty(spectrum.shape[0], device=spectrum.device)
             factors.uniform_(1.0 - self.max_freq_warp, 1.0 + self.max_freq_warp)
             spectrum = warp_frequencies(spectrum, factors)
@@ -283,7 +289,10 @@ class FeaturePipeline(nn.Module):
     with ``output_dim`` features per output frame.
 
     Keeping this inside a model stores the normaliser statistics in its checkpoints.
+    ``warpable``: ``forward`` takes a frequency-warp factor (``Seq2Seq.encode``).
     """
+
+    warpable = True
 
     def __init__(self, config: FeatureConfig | None = None) -> None:
         super().__init__()
@@ -299,11 +308,13 @@ class FeaturePipeline(nn.Module):
         self.stack_frames = config.stack_frames
         self.output_dim = config.stack_frames * config.num_mel_bins
 
-    def forward(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, waveforms: Tensor, lengths: Tensor, warp: float | None = None
+    ) -> tuple[Tensor, Tensor]:
         """``(B, N)`` waveforms and ``(B,)`` lengths to ``(B, T // n, n * F)`` features and
         ``(B,)`` frame lengths ``T_b // n`` (``n = stack_frames``), normalised, and masked in
-        training mode."""
-        features, frame_lengths = self.frontend(waveforms, lengths)
+        training mode. ``warp``: as for ``LogMelFrontend``."""
+        features, frame_lengths = self.frontend(waveforms, lengths, warp)
         features = self.spec_augment(self.normalizer(features, frame_lengths), frame_lengths)
         return stack_frames(features, frame_lengths, self.stack_frames)
 
