@@ -72,7 +72,9 @@ def _train(args: argparse.Namespace) -> int:
     if result.interrupted:
         return 130
     if result.is_main:
-        print(f"best checkpoint: {result.best_checkpoint} (dev WER {result.best_error_rate:.4f})")
+        metric = "WER" if config.train.select_by == "error" else "loss"
+        best = f"dev {metric} {result.best_dev_metric:.4f}"
+        print(f"best checkpoint: {result.best_checkpoint} ({best})")
     return 0
 
 

@@ -8,7 +8,8 @@ A run lives in one folder:
   newest ``train.keep_last`` are kept. ``--resume`` continues from the newest readable one
   (a truncated or corrupt file is reported and the previous one is used) and reaches the
   weights an uninterrupted run reaches. SIGTERM is handled like Ctrl-C.
-* ``epoch-N.pt`` for the best ``keep_best`` epochs by the dev error rate, ``best.pt``,
+* ``epoch-N.pt`` for the best ``keep_best`` epochs by the dev metric ``train.select_by``
+  (greedy decoding's error rate, or the teacher-forced loss), ``best.pt``,
   optionally ``averaged.pt`` (mean weights of the kept epochs), and ``metrics.jsonl``.
 
 Under ``torchrun`` every process trains a ``DistributedDataParallel`` replica on its shard
@@ -80,7 +81,7 @@ class TrainResult:
     """Where the run ended; ``is_main`` is False on every data-parallel rank but 0."""
 
     best_checkpoint: Path
-    best_error_rate: float
+    best_dev_metric: float  # the best epoch's dev ``train.select_by`` metric
     interrupted: bool
     is_main: bool = True
 
@@ -406,13 +407,14 @@ class _Run:
             f"epoch {self.epoch}: dev loss {metrics['loss']:.4f}  dev WER {metrics['wer']:.4f}"
         )
         path = self.out_dir / f"epoch-{self.epoch}.pt"
-        self.kept.append((metrics["wer"], self.epoch))
+        ranked = (metrics["wer" if self.config.train.select_by == "error" else "loss"], self.epoch)
+        self.kept.append(ranked)
         self.kept.sort()
         dropped = self.kept[self.config.train.keep_best :]
         self.kept = self.kept[: self.config.train.keep_best]
         rng = self.dist.gather(rng_state())
         if self.dist.is_main:
-            if (metrics["wer"], self.epoch) in self.kept:
+            if ranked in self.kept:
                 self._save(path, rng)
             if self.kept[0][1] == self.epoch:
                 shutil.copyfile(path, self.out_dir / ".best.pt.tmp")

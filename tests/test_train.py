@@ -275,3 +275,21 @@ def test_evaluate_cli_takes_overrides_before_or_after_splits(tmp_path, capsys):
     assert "has no split 'nope'" in capsys.readouterr().err
     assert main(["evaluate", "--model", model, "decoder.hidden_dim=8"]) == 2
     assert "can only override data.* and search.*" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("select_by", "kept", "best"), [("error", [1, 3], 1), ("loss", [2, 3], 3)])
+def test_epochs_are_ranked_by_the_chosen_dev_metric(tmp_path, select_by, kept, best):
+    config = load_config(
+        None, SEQUENCES + SMALL + ["train.keep_best=2", f"train.select_by={select_by}"]
+    )
+    run = _Run(config, tmp_path, progress=False, resume=False)
+    dev = [{"loss": 0.9, "wer": 0.2}, {"loss": 0.5, "wer": 0.6}, {"loss": 0.4, "wer": 0.3}]
+    weights = []
+    for metrics in dev:
+        with torch.no_grad():
+            run.model.generator.projection.bias.add_(1.0)  # a different model each epoch
+        weights.append(run.model.generator.projection.bias.clone())
+        run._end_epoch(metrics)
+    assert sorted(p.name for p in tmp_path.glob("epoch-*.pt")) == [f"epoch-{e}.pt" for e in kept]
+    saved = load_checkpoint(tmp_path / "best.pt")["model"]["generator.projection.bias"]
+    assert torch.equal(saved, weights[best - 1])
