@@ -153,7 +153,10 @@ class AdditiveAttention(Attention):
         self.memory_projection = nn.Linear(memory_dim, config.dim)
         self.energy = nn.Linear(config.dim, 1, bias=False)
         self.gate = nn.Linear(query_dim, memory_dim) if config.gate else None
-        self.gated = config.gate
+
+    @property
+    def gated(self) -> bool:
+        return self.gate is not None
 
     def prepare(self, memory: Tensor) -> Tensor:
         return self.memory_projection(memory)
