@@ -72,8 +72,7 @@ def _train(args: argparse.Namespace) -> int:
     if result.interrupted:
         return 130
     if result.is_main:
-        metric = "WER" if config.train.select_by == "error" else "loss"
-        best = f"dev {metric} {result.best_dev_metric:.4f}"
+        best = f"dev {config.train.dev_metric} {result.best_dev_metric:.4f}"
         print(f"best checkpoint: {result.best_checkpoint} ({best})")
     return 0
 

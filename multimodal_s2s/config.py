@@ -86,6 +86,11 @@ class TrainConfig:
         if self.save_every_steps < 0:
             raise ConfigError(f"train.save_every_steps must be >= 0, got {self.save_every_steps}")
 
+    @property
+    def dev_metric(self) -> str:
+        """The key of the dev metrics (``"wer"`` or ``"loss"``) that ``select_by`` ranks by."""
+        return "wer" if self.select_by == "error" else "loss"
+
 
 @dataclass
 class Config:

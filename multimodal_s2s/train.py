@@ -410,7 +410,7 @@ class _Run:
             f"epoch {self.epoch}: dev loss {metrics['loss']:.4f}  dev WER {metrics['wer']:.4f}"
         )
         path = self.out_dir / f"epoch-{self.epoch}.pt"
-        ranked = (metrics["wer" if self.config.train.select_by == "error" else "loss"], self.epoch)
+        ranked = (metrics[self.config.train.dev_metric], self.epoch)
         self.kept.append(ranked)
         self.kept.sort()
         dropped = self.kept[self.config.train.keep_best :]

@@ -293,3 +293,16 @@ def test_epochs_are_ranked_by_the_chosen_dev_metric(tmp_path, select_by, kept, b
     assert sorted(p.name for p in tmp_path.glob("epoch-*.pt")) == [f"epoch-{e}.pt" for e in kept]
     saved = load_checkpoint(tmp_path / "best.pt")["model"]["generator.projection.bias"]
     assert torch.equal(saved, weights[best - 1])
+
+
+@pytest.mark.parametrize(("select_by", "named"), [("error", "dev wer"), ("loss", "dev loss")])
+def test_train_cli_names_the_dev_metric_the_best_checkpoint_was_chosen_by(
+    tmp_path, capsys, select_by, named
+):
+    config = tmp_path / "empty.yaml"
+    config.write_text("{}\n")
+    overrides = SEQUENCES + SMALL + ["data.num_train=8", "data.num_dev=2", "train.epochs=1"]
+    command = ["train", str(config), *overrides, f"train.select_by={select_by}"]
+    assert main([*command, "--out", str(tmp_path / "run")]) == 0
+    best = [line for line in capsys.readouterr().out.splitlines() if "best checkpoint" in line]
+    assert len(best) == 1 and f"({named} " in best[0]
