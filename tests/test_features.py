@@ -3,6 +3,7 @@ import random
 
 import pytest
 import torch
+import torchaudio
 
 from multimodal_s2s.data.features import (
     FeatureConfig,
@@ -250,6 +251,16 @@ def test_speed_perturb_changes_length_and_pitch(factor):
     assert peak_hz == pytest.approx(1000.0 * factor, abs=3.0)
 
 
+@pytest.mark.parametrize("factor", [0.9, 1.1, 1.25])
+def test_speed_perturb_equals_torchaudio_resampling_for_a_batch(factor):
+    waves = torch.randn(3, 5003, generator=torch.Generator().manual_seed(0))
+    expected = torchaudio.functional.resample(waves, round(16000 * factor), 16000)
+    perturbed = speed_perturb(waves, 16000, factor)
+    assert perturbed.shape == expected.shape
+    torch.testing.assert_close(perturbed, expected)
+    torch.testing.assert_close(speed_perturb(waves[1], 16000, factor), expected[1])
+
+
 def test_speed_perturb_identity_and_errors():
     wave = torch.randn(100)
     assert speed_perturb(wave, 16000, 1.0) is wave
@@ -277,16 +288,16 @@ def test_add_noise_rejects_silent_or_empty_noise():
         add_noise(torch.randn(10), torch.zeros(0), 5.0)
 
 
-def test_augment_waveform_applies_configured_speed_and_noise():
-    config = FeatureConfig(speed_factors=[1.1], noise_prob=1.0, min_snr_db=10, max_snr_db=10)
+def test_augment_waveform_applies_the_given_speed_and_configured_noise():
+    config = FeatureConfig(noise_prob=1.0, min_snr_db=10, max_snr_db=10)
     wave = _tone(500.0, 16000, 8000)
     noise = torch.randn(8000)
-    augmented = augment_waveform(wave, config, [noise], random.Random(0))
+    augmented = augment_waveform(wave, config, 1.1, [noise], random.Random(0))
     sped = speed_perturb(wave, 16000, 1.1)
     assert augmented.shape == sped.shape
     measured = 10 * torch.log10(sped.square().mean() / (augmented - sped).square().mean())
     assert measured.item() == pytest.approx(10.0, abs=1e-3)
-    clean = augment_waveform(wave, FeatureConfig(), [noise], random.Random(0))
+    clean = augment_waveform(wave, FeatureConfig(), 1.0, [noise], random.Random(0))
     assert torch.equal(clean, wave)
 
 

@@ -71,6 +71,29 @@ def test_batches_respect_max_frames_and_batch_size(tmp_path, train):
     assert sorted(seen) == sorted(str(tmp_path / f"utt{i}.wav") for i in range(len(DURATIONS)))
 
 
+def test_training_batches_are_packed_by_the_lengths_speed_perturbation_gives(tmp_path, monkeypatch):
+    manifest = _write_corpus(tmp_path)
+    data = _data(manifest, max_frames=300, features={"speed_factors": [0.8, 1.0, 1.25]})
+    planned = []
+    sampler = speech.BucketBatchSampler
+
+    def planning(lengths, *args, **kwargs):
+        planned.append(list(lengths))
+        return sampler(lengths, *args, **kwargs)
+
+    monkeypatch.setattr(speech, "BucketBatchSampler", planning)
+    batches = data.batches("train", train=True, batch_size=4, epoch=1, seed=2)
+    samples = {
+        key: int(length)
+        for batch in batches
+        for key, length in zip(batch.keys, batch.lengths, strict=True)
+    }
+    keys = [str(tmp_path / f"utt{i}.wav") for i in range(len(DURATIONS))]
+    assert planned == [[1 + samples[key] // HOP for key in keys]]
+    speeds = {round(RATE * d / samples[key], 2) for d, key in zip(DURATIONS, keys, strict=True)}
+    assert len(speeds) > 1 and speeds <= {0.8, 1.0, 1.25}
+
+
 def test_batch_holds_padded_waveforms_texts_and_paths(tmp_path):
     manifest = _write_corpus(tmp_path)
     data = _data(manifest, max_frames=10000)

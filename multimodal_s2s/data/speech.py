@@ -33,14 +33,15 @@ from multimodal_s2s.metrics import char_error_rate, wer_alignments, word_error_r
 class SpeechDataConfig(ManifestDataConfig):
     """Manifests and batching of a speech corpus (splits as in ``ManifestDataConfig``).
 
-    A batch holds at most ``max_frames`` padded feature frames (batch size times
-    the longest utterance, in ``hop_ms`` frames, speed perturbation included) and at most the
-    trainer's ``batch_size`` utterances. Training utterances longer than ``max_duration``
-    seconds are skipped. ``noise_files`` feed additive-noise augmentation (see
-    ``features.noise_prob``). The feature normaliser is fitted on at most
-    ``normalizer_utterances`` random training utterances. The first ``sorted_epochs``
-    training epochs visit batches shortest first (SortaGrad), so the attention learns to
-    align on short utterances before long ones; later epochs shuffle.
+    A batch holds at most ``max_frames`` padded feature frames (batch size times the
+    longest utterance, in ``hop_ms`` frames, after speed perturbation: each training
+    utterance's factor is drawn per epoch before batching, so batches are packed by the
+    lengths they will have) and at most the trainer's ``batch_size`` utterances. Training
+    utterances longer than ``max_duration`` seconds are skipped. ``noise_files`` feed
+    additive-noise augmentation (see ``features.noise_prob``). The feature normaliser is
+    fitted on at most ``normalizer_utterances`` random training utterances. The first
+    ``sorted_epochs`` training epochs visit batches shortest first (SortaGrad), so the
+    attention learns to align on short utterances before long ones; later epochs shuffle.
     """
 
     name: str = "speech"
@@ -123,10 +124,10 @@ class SpeechData(DataSource):
         ``shard``'s batches; in training the frame and size caps apply per process)."""
         utterances = self._utterances(split)
         features = self.config.features
-        factors = features.speed_factors if train else [1.0]
+        speeds = _speeds(len(utterances), features.speed_factors if train else [1.0], seed, epoch)
         frames = [
-            _frames(_longest_perturbed(u.samples, features.sample_rate, factors), features)
-            for u in utterances
+            _frames(_perturbed_samples(u.samples, features.sample_rate, speed), features)
+            for u, speed in zip(utterances, speeds, strict=True)
         ]
         shuffle = train and epoch >= self.config.sorted_epochs
         processes = shard.world if train else 1
@@ -143,6 +144,7 @@ class SpeechData(DataSource):
             features,
             noises=self._noise_waveforms() if train else [],
             augment_seed=f"{seed}:{epoch}" if train else None,
+            speeds=speeds,
         )
         return DataLoader(
             dataset,
@@ -237,7 +239,8 @@ class SpeechData(DataSource):
 
 class _SpeechDataset(Dataset):
     """Item ``i`` -> ``(waveform (N,), text, audio path)``; with ``augment_seed``, the waveform
-    is augmented with randomness seeded by ``(augment_seed, i)`` alone (replayable)."""
+    is played ``speeds[i]`` times faster and augmented with randomness seeded by
+    ``(augment_seed, i)`` alone (replayable)."""
 
     def __init__(
         self,
@@ -245,11 +248,13 @@ class _SpeechDataset(Dataset):
         features: FeatureConfig,
         noises: list[Tensor],
         augment_seed: str | None,
+        speeds: list[float] | None = None,
     ) -> None:
         self.utterances = utterances
         self.features = features
         self.noises = noises
         self.augment_seed = augment_seed
+        self.speeds = speeds or [1.0] * len(utterances)
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -259,7 +264,7 @@ class _SpeechDataset(Dataset):
         wave = load_audio(utterance.audio, self.features.sample_rate)
         if self.augment_seed is not None:
             rng = random.Random(f"speech-augment:{self.augment_seed}:{index}")
-            wave = augment_waveform(wave, self.features, self.noises, rng)
+            wave = augment_waveform(wave, self.features, self.speeds[index], self.noises, rng)
         return wave, utterance.text, utterance.audio
 
 
@@ -279,10 +284,19 @@ def _samples(record: dict, manifest: str, sample_rate: int) -> int:
     return round(duration * sample_rate)
 
 
-def _longest_perturbed(samples: int, sample_rate: int, factors: list[float]) -> int:
-    """The longest waveform speed perturbation by any of ``factors`` can produce (torchaudio's
-    resampled length ``ceil(N * sample_rate / round(sample_rate * factor))``)."""
-    return max(math.ceil(samples * sample_rate / round(sample_rate * f)) for f in factors)
+def _speeds(count: int, factors: list[float], seed: int, epoch: int) -> list[float]:
+    """Each of ``count`` utterances' speed factor in one epoch, drawn from ``factors``; a
+    function of ``(seed, epoch)`` alone, so a resumed epoch draws the same ones."""
+    if len(factors) == 1:
+        return [factors[0]] * count
+    rng = random.Random(f"speech-speed:{seed}:{epoch}")
+    return [rng.choice(factors) for _ in range(count)]
+
+
+def _perturbed_samples(samples: int, sample_rate: int, speed: float) -> int:
+    """The length of ``samples`` played ``speed`` times faster by ``speed_perturb``
+    (torchaudio's resampled length ``ceil(N * sample_rate / round(sample_rate * speed))``)."""
+    return math.ceil(samples * sample_rate / round(sample_rate * speed))
 
 
 def _frames(samples: int, features: FeatureConfig) -> int:
