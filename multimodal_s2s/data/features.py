@@ -341,8 +341,7 @@ def speed_perturb(wave: Tensor, sample_rate: int, factor: float) -> Tensor:
     matters in a data-loading worker that shares the training's cores.
 
     Returns:
-        ``(..., ceil(N / factor))``, approximately; the exact length is torchaudio's
-        ``ceil(N * sample_rate / round(sample_rate * factor))``.
+        ``(..., perturbed_length(N, sample_rate, factor))``, about ``N / factor``.
     """
     if factor <= 0:
         raise InputError(f"speed factor must be positive, got {factor}")
@@ -355,8 +354,13 @@ def speed_perturb(wave: Tensor, sample_rate: int, factor: float) -> Tensor:
     padded = nn.functional.pad(wave, (resampler.width, resampler.width + step))
     windows = padded.unfold(-1, phases.size(1), step)
     resampled = (windows @ phases.t()).flatten(-2)
-    length = math.ceil(resampler.new_freq // resampler.gcd * wave.size(-1) / step)
-    return resampled[..., :length]
+    return resampled[..., : perturbed_length(wave.size(-1), sample_rate, factor)]
+
+
+def perturbed_length(samples: int, sample_rate: int, factor: float) -> int:
+    """The length of ``samples`` played ``factor`` times faster by ``speed_perturb``
+    (torchaudio's resampled length, ``ceil(N * sample_rate / round(sample_rate * factor))``)."""
+    return math.ceil(samples * sample_rate / round(sample_rate * factor))
 
 
 @functools.lru_cache(maxsize=16)

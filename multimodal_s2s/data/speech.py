@@ -4,7 +4,6 @@ padded waveforms, training-time waveform augmentation, and the log-mel frontend.
 Dimension letters: ``B`` batch, ``N`` samples.
 """
 
-import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,12 @@ from multimodal_s2s.data.base import (
     pad_sequences,
 )
 from multimodal_s2s.data.batching import WHOLE, BucketBatchSampler, Shard, shard_batches
-from multimodal_s2s.data.features import FeatureConfig, FeaturePipeline, augment_waveform
+from multimodal_s2s.data.features import (
+    FeatureConfig,
+    FeaturePipeline,
+    augment_waveform,
+    perturbed_length,
+)
 from multimodal_s2s.data.manifest import read_manifest
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.metrics import char_error_rate, wer_alignments, word_error_rate
@@ -126,7 +130,7 @@ class SpeechData(DataSource):
         features = self.config.features
         speeds = _speeds(len(utterances), features.speed_factors if train else [1.0], seed, epoch)
         frames = [
-            _frames(_perturbed_samples(u.samples, features.sample_rate, speed), features)
+            _frames(perturbed_length(u.samples, features.sample_rate, speed), features)
             for u, speed in zip(utterances, speeds, strict=True)
         ]
         shuffle = train and epoch >= self.config.sorted_epochs
@@ -291,12 +295,6 @@ def _speeds(count: int, factors: list[float], seed: int, epoch: int) -> list[flo
         return [factors[0]] * count
     rng = random.Random(f"speech-speed:{seed}:{epoch}")
     return [rng.choice(factors) for _ in range(count)]
-
-
-def _perturbed_samples(samples: int, sample_rate: int, speed: float) -> int:
-    """The length of ``samples`` played ``speed`` times faster by ``speed_perturb``
-    (torchaudio's resampled length ``ceil(N * sample_rate / round(sample_rate * speed))``)."""
-    return math.ceil(samples * sample_rate / round(sample_rate * speed))
 
 
 def _frames(samples: int, features: FeatureConfig) -> int:
