@@ -291,8 +291,6 @@ def _samples(record: dict, manifest: str, sample_rate: int) -> int:
 def _speeds(count: int, factors: list[float], seed: int, epoch: int) -> list[float]:
     """Each of ``count`` utterances' speed factor in one epoch, drawn from ``factors``; a
     function of ``(seed, epoch)`` alone, so a resumed epoch draws the same ones."""
-    if len(factors) == 1:
-        return [factors[0]] * count
     rng = random.Random(f"speech-speed:{seed}:{epoch}")
     return [rng.choice(factors) for _ in range(count)]
 
