@@ -47,16 +47,19 @@ def decode_batch(
     """Encode a padded batch and decode it with beam search (or greedy when ``beam`` is
     False or ``search.beam_size`` is 1). ``search.ctc_weight`` adds the model's CTC prefix
     scores to every beam search step; ``search.bag_of_words_weight`` re-ranks the whole
-    final beam with its bag-of-words head; ``search.warp_factors`` runs the beam search once
-    per frequency warp and keeps each source's best-scoring hypothesis (the first warp's on
-    a tie). Sources must already be on the model's device."""
+    final beam with its bag-of-words head; ``search.speed_factors`` and
+    ``search.warp_factors`` run the beam search once per (speed, warp) pair and keep each
+    source's best-scoring hypothesis (the first pair's on a tie). Sources must already be on
+    the model's device."""
     if not beam or search.beam_size == 1:
         best = greedy_search(model, model.encode(sources, lengths), search)
     else:
-        runs = [
-            [nbest[0] for nbest in _beam_search(model, model.encode(sources, lengths, w), search)]
-            for w in search.warp_factors or [None]
-        ]
+        encodings = (
+            model.encode(sources, lengths, warp, speed)
+            for speed in search.speed_factors or [None]
+            for warp in search.warp_factors or [None]
+        )
+        runs = [[nbest[0] for nbest in _beam_search(model, e, search)] for e in encodings]
         best = [max(candidates, key=lambda h: h.score) for candidates in zip(*runs)]
     return [Decoded(tokenizer.decode(h.tokens), h.score, h) for h in best]
 

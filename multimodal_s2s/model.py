@@ -38,16 +38,23 @@ class Seq2Seq(nn.Module):
         self.bag_of_words = bag_of_words
 
     def encode(
-        self, sources: Tensor, lengths: Tensor | None = None, warp: float | None = None
+        self,
+        sources: Tensor,
+        lengths: Tensor | None = None,
+        warp: float | None = None,
+        speed: float | None = None,
     ) -> EncoderOutput:
         """Raw sources (``(B, N)`` waveforms, ``(B, T, F)`` features, ``(B, C, H, W)`` images)
-        -> memory ``(B, S, D)`` and lengths ``(B,)``. ``warp``: a frequency-warp factor for
-        a frontend that takes one (``warpable``, the speech ``FeaturePipeline``); other models
-        raise ``InputError``."""
-        if warp is not None:
+        -> memory ``(B, S, D)`` and lengths ``(B,)``. ``warp``, ``speed``: a frequency-warp
+        and a speed factor for a frontend that takes them (``warpable``, the speech
+        ``FeaturePipeline``); other models raise ``InputError``."""
+        if warp is not None or speed is not None:
             if not getattr(self.frontend, "warpable", False):
-                raise InputError("frequency warps (search.warp_factors) need a speech model")
-            sources, lengths = self.frontend(sources, lengths, warp)
+                raise InputError(
+                    "test-time speed and frequency warps (search.speed_factors, "
+                    "search.warp_factors) need a speech model"
+                )
+            sources, lengths = self.frontend(sources, lengths, warp, speed)
         elif self.frontend is not None:
             sources, lengths = self.frontend(sources, lengths)
         return self.encoder(sources, lengths)

@@ -34,11 +34,13 @@ class SearchConfig:
     log-odds of each distinct token a hypothesis names (``bag_of_words.rerank_with_bag_of_words``).
     Greedy search ignores both. ``no_repeat_ngram_size`` n > 0 forbids any hypothesis to
     emit an n-gram of tokens it has emitted before (Hugging Face's option of that name,
-    OpenNMT's ``block_ngram_repeat``), in greedy and beam search. ``warp_factors`` (speech
-    models, beam search only; ``decode.decode_batch``): decode every source once per factor,
-    its spectrum's frequency axis scaled by it as vocal tract length perturbation does in
-    training, and keep the best-scoring hypothesis (maximum-likelihood warp selection, as in
-    vocal tract length normalisation); empty: decode once, unwarped.
+    OpenNMT's ``block_ngram_repeat``), in greedy and beam search. ``warp_factors`` and
+    ``speed_factors`` (speech models, beam search only; ``decode.decode_batch``): decode
+    every source once per pair of a speed factor (the audio played that many times as fast,
+    as speed perturbation does in training) and a warp factor (its spectrum's frequency axis
+    scaled by it, as vocal tract length perturbation does), and keep the best-scoring
+    hypothesis (maximum-likelihood selection, as in vocal tract length normalisation); an
+    empty list: that change is not made.
     """
 
     beam_size: int = 8
@@ -52,6 +54,7 @@ class SearchConfig:
     bag_of_words_weight: float = 0.0
     no_repeat_ngram_size: int = 0
     warp_factors: list[float] = field(default_factory=list)
+    speed_factors: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ctc_weight <= 1.0:
@@ -64,8 +67,10 @@ class SearchConfig:
             raise InputError(
                 f"search.no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}"
             )
-        if any(factor <= 0 for factor in self.warp_factors):
-            raise InputError(f"search.warp_factors must be > 0, got {self.warp_factors}")
+        for name in ("warp_factors", "speed_factors"):
+            factors = getattr(self, name)
+            if any(factor <= 0 for factor in factors):
+                raise InputError(f"search.{name} must be > 0, got {factors}")
 
 
 class Hypothesis(NamedTuple):

@@ -13,6 +13,7 @@ from multimodal_s2s.data.features import (
     SpecAugment,
     add_noise,
     augment_waveform,
+    perturbed_length,
     speed_perturb,
     stack_frames,
     warp_frequencies,
@@ -266,6 +267,35 @@ def test_speed_perturb_identity_and_errors():
     assert speed_perturb(wave, 16000, 1.0) is wave
     with pytest.raises(InputError, match="positive"):
         speed_perturb(wave, 16000, 0.0)
+
+
+def test_perturbed_length_of_a_tensor_equals_it_per_length():
+    lengths = [1, 999, 1000, 1001, 16000, 16001, 123457]
+    for factor in (0.9, 0.95, 1.05, 1.1, 1.25):
+        tensor = perturbed_length(torch.tensor(lengths), 16000, factor)
+        assert tensor.dtype == torch.int64
+        assert tensor.tolist() == [perturbed_length(n, 16000, factor) for n in lengths]
+        assert tensor.tolist() == [math.ceil(n * 16000 / round(16000 * factor)) for n in lengths]
+
+
+@pytest.mark.parametrize("speed", [0.9, 1.1])
+def test_a_given_speed_factor_gives_each_utterance_the_features_of_its_sped_up_audio(speed):
+    waves, lengths = _padded_batch([4000, 2500, 3100])
+    frontend = LogMelFrontend(FeatureConfig(num_mel_bins=40)).eval()
+    features, frame_lengths = frontend(waves, lengths, speed=speed)
+    sped = [perturbed_length(int(n), 16000, speed) for n in lengths]
+    assert frame_lengths.tolist() == [1 + n // 160 for n in sped]
+    assert features.shape[1] == 1 + perturbed_length(4000, 16000, speed) // 160
+    for row, length in enumerate(lengths.tolist()):
+        wave = speed_perturb(waves[row, :length], 16000, speed)
+        alone, alone_lengths = frontend(wave.unsqueeze(0), torch.tensor([len(wave)]))
+        frames = int(alone_lengths[0])
+        assert frames == frame_lengths[row]
+        torch.testing.assert_close(features[row, :frames], alone[0], rtol=1e-5, atol=1e-5)
+        assert not features[row, frames:].any()
+    plain = frontend(waves, lengths)
+    for same in (frontend(waves, lengths, speed=1.0), frontend(waves, lengths, speed=None)):
+        torch.testing.assert_close(same, plain, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("snr_db", [-5.0, 0.0, 10.0, 23.5])

@@ -302,7 +302,9 @@ SPEECH = [
 ]
 
 
-def test_warp_factors_keep_each_sources_best_scoring_warp():
+def _speech_decoder():
+    """A tiny speech model with a sharpened generator, a tokenizer, a padded batch of six
+    waveforms and ``decode(beam=True, **search_overrides)``."""
     model, config = tiny_model(SPEECH + DECODER)
     with torch.no_grad():
         model.generator.projection.weight.mul_(4.0)
@@ -310,28 +312,45 @@ def test_warp_factors_keep_each_sources_best_scoring_warp():
     waves = torch.randn(6, 4000, generator=torch.Generator().manual_seed(0)) * 0.1
     lengths = torch.tensor([4000, 2500, 3000, 1800, 3500, 2000])
 
-    def decode(factors: list[float], beam: bool = True):
-        search = replace(config.search, warp_factors=factors)
-        return decode_batch(model, tokenizer, waves, lengths, search, beam=beam)
+    def decode(beam: bool = True, **overrides):
+        decoded = decode_batch(
+            model, tokenizer, waves, lengths, replace(config.search, **overrides), beam
+        )
+        return [(d.text, d.score) for d in decoded]
 
-    runs = {factor: decode([factor]) for factor in (0.9, 1.1)}
+    return decode
+
+
+@pytest.mark.parametrize("name", ["warp_factors", "speed_factors"])
+def test_warp_and_speed_factors_keep_each_sources_best_scoring_variant(name):
+    decode = _speech_decoder()
+    runs = {factor: decode(**{name: [factor]}) for factor in (0.9, 1.1)}
     chosen = []
-    for index, decoded in enumerate(decode([0.9, 1.1])):
+    for index, decoded in enumerate(decode(**{name: [0.9, 1.1]})):
         candidates = {factor: run[index] for factor, run in runs.items()}
-        best = max(candidates, key=lambda factor: candidates[factor].score)
-        assert (decoded.text, decoded.score) == (candidates[best].text, candidates[best].score)
+        best = max(candidates, key=lambda factor: candidates[factor][1])
+        assert decoded == candidates[best]
         chosen.append(best)
-    assert set(chosen) == {0.9, 1.1}  # each warp wins somewhere: the choice is per source
-    unwarped = [(d.text, d.score) for d in decode([])]
-    assert [(d.text, d.score) for d in decode([1.0])] == unwarped
-    assert [d.text for d in decode([0.9, 1.1], beam=False)] == [d.text for d in decode([], False)]
+    assert set(chosen) == {0.9, 1.1}  # each factor wins somewhere: the choice is per source
+    assert decode(**{name: [1.0]}) == decode()
+    assert decode(False, **{name: [0.9, 1.1]}) == decode(False)
 
 
-def test_warp_factors_need_a_speech_model_and_positive_factors():
+def test_speed_and_warp_factors_decode_every_pair_of_them():
+    decode = _speech_decoder()
+    pairs = [(speed, warp) for speed in (0.9, 1.1) for warp in (0.9, 1.0)]
+    runs = [decode(speed_factors=[speed], warp_factors=[warp]) for speed, warp in pairs]
+    expected = [max(candidates, key=lambda c: c[1]) for candidates in zip(*runs)]
+    assert decode(speed_factors=[0.9, 1.1], warp_factors=[0.9, 1.0]) == expected
+    assert len({run[i] for run in runs for i in range(6)}) > 6  # the pairs decode differently
+
+
+@pytest.mark.parametrize("name", ["warp_factors", "speed_factors"])
+def test_warp_and_speed_factors_need_a_speech_model_and_positive_factors(name):
     model = _model("cnn", "additive")
     tokenizer = Tokenizer.build(["abcdefgh"], "char")
-    search = replace(SEARCH, warp_factors=[0.9, 1.1])
-    with pytest.raises(InputError, match="search.warp_factors"):
+    search = replace(SEARCH, **{name: [0.9, 1.1]})
+    with pytest.raises(InputError, match=f"search.{name}"):
         decode_batch(model, tokenizer, torch.randn(2, 3, 32, 32), None, search)
-    with pytest.raises(InputError, match="search.warp_factors must be > 0"):
-        load_config(None, ["search.warp_factors=[1.0, 0.0]"])
+    with pytest.raises(InputError, match=f"search.{name} must be > 0"):
+        load_config(None, [f"search.{name}=[1.0, 0.0]"])

@@ -11,6 +11,7 @@ import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 import torchaudio.transforms
@@ -18,6 +19,8 @@ from torch import Tensor, nn
 
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.masking import padding_mask
+
+LengthT = TypeVar("LengthT", int, Tensor)
 
 _LOG_FLOOR = 1e-6
 _STD_FLOOR = 1e-5
@@ -116,6 +119,7 @@ class LogMelFrontend(nn.Module):
     def __init__(self, config: FeatureConfig | None = None) -> None:
         super().__init__()
         config = config or FeatureConfig()
+        self.sample_rate = config.sample_rate
         self.hop_length = config.hop_length
         self.n_fft = config.n_fft
         self.num_mel_bins = config.num_mel_bins
@@ -132,7 +136,11 @@ class LogMelFrontend(nn.Module):
         )
 
     def forward(
-        self, waveforms: Tensor, lengths: Tensor, warp: float | None = None
+        self,
+        waveforms: Tensor,
+        lengths: Tensor,
+        warp: float | None = None,
+        speed: float | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Compute features.
 
@@ -141,12 +149,20 @@ class LogMelFrontend(nn.Module):
             lengths: ``(B,)`` int64, valid samples of each waveform.
             warp: a frequency-warp factor for every utterance (``warp_frequencies``), in
                 either mode, instead of training's random ones; 1 or ``None``: none.
+            speed: play every utterance this many times as fast first (``speed_perturb``;
+                lengths become ``perturbed_length(lengths)``); 1 or ``None``: as it is.
 
         Returns:
             ``(features, frame_lengths)``: ``(B, T, F)`` with ``T = 1 + N // hop_length``
-            and padded frames set to 0, and ``(B,)`` int64 ``1 + lengths // hop_length``.
+            and padded frames set to 0, and ``(B,)`` int64 ``1 + lengths // hop_length``
+            (``N`` and ``lengths`` after the speed change).
         """
         waveforms = waveforms.masked_fill(padding_mask(lengths, waveforms.shape[1]), 0.0)
+        if speed is not None and speed != 1.0:
+            # the resampling filter rings past each utterance's end: cut there, as alone
+            waveforms = speed_perturb(waveforms, self.sample_rate, speed)
+            lengths = perturbed_length(lengths, self.sample_rate, speed)
+            waveforms = waveforms.masked_fill(padding_mask(lengths, waveforms.shape[1]), 0.0)
         half = self.n_fft // 2
         padded = nn.functional.pad(waveforms, (half, half))
         spectrum = self.mel_spectrogram.spectrogram(padded)
@@ -289,7 +305,7 @@ class FeaturePipeline(nn.Module):
     with ``output_dim`` features per output frame.
 
     Keeping this inside a model stores the normaliser statistics in its checkpoints.
-    ``warpable``: ``forward`` takes a frequency-warp factor (``Seq2Seq.encode``).
+    ``warpable``: ``forward`` takes a frequency-warp and a speed factor (``Seq2Seq.encode``).
     """
 
     warpable = True
@@ -309,12 +325,16 @@ class FeaturePipeline(nn.Module):
         self.output_dim = config.stack_frames * config.num_mel_bins
 
     def forward(
-        self, waveforms: Tensor, lengths: Tensor, warp: float | None = None
+        self,
+        waveforms: Tensor,
+        lengths: Tensor,
+        warp: float | None = None,
+        speed: float | None = None,
     ) -> tuple[Tensor, Tensor]:
         """``(B, N)`` waveforms and ``(B,)`` lengths to ``(B, T // n, n * F)`` features and
         ``(B,)`` frame lengths ``T_b // n`` (``n = stack_frames``), normalised, and masked in
-        training mode. ``warp``: as for ``LogMelFrontend``."""
-        features, frame_lengths = self.frontend(waveforms, lengths, warp)
+        training mode. ``warp``, ``speed``: as for ``LogMelFrontend``."""
+        features, frame_lengths = self.frontend(waveforms, lengths, warp, speed)
         features = self.spec_augment(self.normalizer(features, frame_lengths), frame_lengths)
         return stack_frames(features, frame_lengths, self.stack_frames)
 
@@ -357,10 +377,11 @@ def speed_perturb(wave: Tensor, sample_rate: int, factor: float) -> Tensor:
     return resampled[..., : perturbed_length(wave.size(-1), sample_rate, factor)]
 
 
-def perturbed_length(samples: int, sample_rate: int, factor: float) -> int:
-    """The length of ``samples`` played ``factor`` times faster by ``speed_perturb``
-    (torchaudio's resampled length, ``ceil(N * sample_rate / round(sample_rate * factor))``)."""
-    return math.ceil(samples * sample_rate / round(sample_rate * factor))
+def perturbed_length(samples: LengthT, sample_rate: int, factor: float) -> LengthT:
+    """The length of ``samples`` (an int or an int64 tensor of lengths) played ``factor``
+    times faster by ``speed_perturb`` (torchaudio's resampled length,
+    ``ceil(N * sample_rate / round(sample_rate * factor))``, in exact integer arithmetic)."""
+    return -(-samples * sample_rate // round(sample_rate * factor))
 
 
 @functools.lru_cache(maxsize=16)
