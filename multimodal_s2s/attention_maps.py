@@ -3,9 +3,9 @@
 The figure is one PNG laid out as a grid of ``PANEL_COLUMNS`` columns. The first panel is the
 original image; each following panel is the image dimmed everywhere except where the decoder
 attended when it generated one word, with the word written above the panel. Each panel's
-attention grid ``(H', W')`` is upsampled bilinearly to the image size and scaled so that its
-maximum is 1; a pixel keeps ``MIN_BRIGHTNESS + (1 - MIN_BRIGHTNESS) * attention`` of its
-brightness.
+attention grid ``(H', W')`` is upsampled bilinearly to the image size (to the crop's box, for
+a caption decoded from a test-time crop) and scaled so that its maximum is 1; a pixel keeps
+``MIN_BRIGHTNESS + (1 - MIN_BRIGHTNESS) * attention`` of its brightness.
 
 Layout, for an image of ``W x H`` pixels and ``n = 1 + len(words)`` panels::
 
@@ -25,6 +25,8 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
+from multimodal_s2s.data.image_frontend import Crop
+
 PANEL_COLUMNS = 5
 PADDING = 4
 LABEL_HEIGHT = 16
@@ -41,6 +43,7 @@ def save_attention_map(
     weights: Tensor,
     grid_hw: tuple[int, int],
     path: Path,
+    crop: Crop | None = None,
 ) -> None:
     """Write the attention figure of one generated caption as a PNG (atomically).
 
@@ -52,6 +55,8 @@ def save_attention_map(
             row-major order (as the image encoder flattens its ``(H', W')`` feature map).
         grid_hw: ``(H', W')``, the encoder grid size.
         path: where to write the PNG; parent directories are created.
+        crop: the part of the image the encoder saw (a test-time variant), over which the
+            grid is drawn; ``None``: the whole image.
     """
     height, width = grid_hw
     if tuple(weights.shape) != (len(words), height * width):
@@ -60,13 +65,13 @@ def save_attention_map(
             f"for {len(words)} words and grid {grid_hw}, got {tuple(weights.shape)}"
         )
     picture = image.convert("RGB")
-    panels = [picture] + [_attention_panel(picture, step, grid_hw) for step in weights]
+    panels = [picture] + [_attention_panel(picture, step, grid_hw, crop) for step in weights]
     labels = [ORIGINAL_LABEL, *words]
     _write_png_atomically(_tile_panels(panels, labels), Path(path))
 
 
 def _attention_panel(
-    picture: Image.Image, step_weights: Tensor, grid_hw: tuple[int, int]
+    picture: Image.Image, step_weights: Tensor, grid_hw: tuple[int, int], crop: Crop | None
 ) -> Image.Image:
     """The picture dimmed outside the attended region of one decoding step.
 
@@ -74,10 +79,16 @@ def _attention_panel(
         picture: RGB image, ``W x H`` pixels.
         step_weights: ``(S,)`` attention weights of one step, ``S = H' * W'``.
         grid_hw: ``(H', W')``.
+        crop: the part of the picture the grid covers; ``None``: all of it.
     """
+    crop = crop or Crop(1.0, 0.0, 0.0)
+    width, height = round(crop.side * picture.width), round(crop.side * picture.height)
+    left = round((picture.width - width) * crop.x)
+    top = round((picture.height - height) * crop.y)
     grid = step_weights.detach().to(device="cpu", dtype=torch.float32).reshape(1, 1, *grid_hw)
-    upsampled = F.interpolate(grid, size=(picture.height, picture.width), mode="bilinear")
-    attention = upsampled[0].clamp(min=0.0)
+    attention = torch.zeros(1, picture.height, picture.width)
+    upsampled = F.interpolate(grid, size=(height, width), mode="bilinear")
+    attention[:, top : top + height, left : left + width] = upsampled[0].clamp(min=0.0)
     attention = attention / attention.max().clamp(min=torch.finfo(torch.float32).tiny)
     brightness = MIN_BRIGHTNESS + (1.0 - MIN_BRIGHTNESS) * attention  # (1, H, W)
     pixels = pil_to_tensor(picture).to(torch.float32) * brightness  # (3, H, W)

@@ -163,4 +163,4 @@ def _save_map(
     picture = load_image(path).resize((display, display))
     grid = model.encoder.grid_size(image_size, image_size)
     weights = hypothesis.attention.to(device="cpu", dtype=torch.float32)
-    save_attention_map(picture, words, weights, grid, map_path)
+    save_attention_map(picture, words, weights, grid, map_path, result.variant.get("crop"))

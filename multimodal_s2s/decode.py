@@ -1,7 +1,7 @@
 """Decoding batches to text, shared by training, evaluation and the CLI."""
 
 from dataclasses import replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -16,11 +16,13 @@ from multimodal_s2s.search import Hypothesis, SearchConfig, beam_search, greedy_
 
 
 class Decoded(NamedTuple):
-    """The best hypothesis of one source, as text."""
+    """The best hypothesis of one source, as text, and the test-time variant it was decoded
+    from (``SearchConfig.variants``; ``{}``: the source as it is)."""
 
     text: str
     score: float
     hypothesis: Hypothesis
+    variant: dict[str, Any]
 
 
 def full_float32_on_cuda() -> None:
@@ -47,21 +49,40 @@ def decode_batch(
     """Encode a padded batch and decode it with beam search (or greedy when ``beam`` is
     False or ``search.beam_size`` is 1). ``search.ctc_weight`` adds the model's CTC prefix
     scores to every beam search step; ``search.bag_of_words_weight`` re-ranks the whole
-    final beam with its bag-of-words head; ``search.speed_factors`` and
-    ``search.warp_factors`` run the beam search once per (speed, warp) pair and keep each
-    source's best-scoring hypothesis (the first pair's on a tie). Sources must already be on
-    the model's device."""
+    final beam with its bag-of-words head; the test-time variants of ``search``
+    (``SearchConfig.variants``: speeds and warps of speech, corner crops of images) run the
+    beam search once each and keep each source's best-scoring hypothesis (the first
+    variant's on a tie). Sources must already be on the model's device."""
     if not beam or search.beam_size == 1:
         best = greedy_search(model, model.encode(sources, lengths), search)
-    else:
-        encodings = (
-            model.encode(sources, lengths, warp, speed)
-            for speed in search.speed_factors or [None]
-            for warp in search.warp_factors or [None]
-        )
-        runs = [[nbest[0] for nbest in _beam_search(model, e, search)] for e in encodings]
-        best = [max(candidates, key=lambda h: h.score) for candidates in zip(*runs)]
-    return [Decoded(tokenizer.decode(h.tokens), h.score, h) for h in best]
+        return [Decoded(tokenizer.decode(h.tokens), h.score, h, {}) for h in best]
+    _check_variants(model, search)
+    variants = search.variants()
+    runs = [
+        [nbest[0] for nbest in _beam_search(model, model.encode(sources, lengths, **v), search)]
+        for v in variants
+    ]
+    decoded = []
+    for candidates in zip(*runs):
+        chosen = max(range(len(variants)), key=lambda i: candidates[i].score)
+        best = candidates[chosen]
+        decoded.append(Decoded(tokenizer.decode(best.tokens), best.score, best, variants[chosen]))
+    return decoded
+
+
+# The search setting behind each test-time variant, and what kind of model takes it.
+_VARIANT_SETTINGS = {
+    "speed": ("speed_factors", "a speech model"),
+    "warp": ("warp_factors", "a speech model"),
+    "crop": ("corner_crops", "an image model"),
+}
+
+
+def _check_variants(model: Seq2Seq, search: SearchConfig) -> None:
+    accepted = getattr(model.frontend, "variants", frozenset())
+    for key, (setting, needed) in _VARIANT_SETTINGS.items():
+        if getattr(search, setting) and key not in accepted:
+            raise InputError(f"search.{setting} needs {needed}")
 
 
 def _beam_search(

@@ -1,5 +1,7 @@
 """The top-level model and the one place that builds it from a config."""
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -38,25 +40,14 @@ class Seq2Seq(nn.Module):
         self.bag_of_words = bag_of_words
 
     def encode(
-        self,
-        sources: Tensor,
-        lengths: Tensor | None = None,
-        warp: float | None = None,
-        speed: float | None = None,
+        self, sources: Tensor, lengths: Tensor | None = None, **variant: Any
     ) -> EncoderOutput:
         """Raw sources (``(B, N)`` waveforms, ``(B, T, F)`` features, ``(B, C, H, W)`` images)
-        -> memory ``(B, S, D)`` and lengths ``(B,)``. ``warp``, ``speed``: a frequency-warp
-        and a speed factor for a frontend that takes them (``warpable``, the speech
-        ``FeaturePipeline``); other models raise ``InputError``."""
-        if warp is not None or speed is not None:
-            if not getattr(self.frontend, "warpable", False):
-                raise InputError(
-                    "test-time speed and frequency warps (search.speed_factors, "
-                    "search.warp_factors) need a speech model"
-                )
-            sources, lengths = self.frontend(sources, lengths, warp, speed)
-        elif self.frontend is not None:
-            sources, lengths = self.frontend(sources, lengths)
+        -> memory ``(B, S, D)`` and lengths ``(B,)``. ``variant``: test-time changes for the
+        frontend, among those it lists in ``variants`` (``speed`` and ``warp`` for speech,
+        ``crop`` for images; ``SearchConfig.variants``)."""
+        if self.frontend is not None:
+            sources, lengths = self.frontend(sources, lengths, **variant)
         return self.encoder(sources, lengths)
 
     def forward(

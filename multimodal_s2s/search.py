@@ -9,14 +9,19 @@ normalised or GNMT-penalised, plus the optional coverage penalty).
 """
 
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
+from multimodal_s2s.data.image_frontend import Crop
 from multimodal_s2s.data.text import BOS_ID, EOS_ID, PAD_ID
 from multimodal_s2s.encoders.base import EncoderOutput
 from multimodal_s2s.errors import InputError
+
+# Where corner crops sit: (x, y) of the margin they leave, top-left, top-right, bottom-left,
+# bottom-right (``image_frontend.Crop``).
+_CORNERS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0))
 
 
 @dataclass
@@ -34,13 +39,16 @@ class SearchConfig:
     log-odds of each distinct token a hypothesis names (``bag_of_words.rerank_with_bag_of_words``).
     Greedy search ignores both. ``no_repeat_ngram_size`` n > 0 forbids any hypothesis to
     emit an n-gram of tokens it has emitted before (Hugging Face's option of that name,
-    OpenNMT's ``block_ngram_repeat``), in greedy and beam search. ``warp_factors`` and
-    ``speed_factors`` (speech models, beam search only; ``decode.decode_batch``): decode
-    every source once per pair of a speed factor (the audio played that many times as fast,
-    as speed perturbation does in training) and a warp factor (its spectrum's frequency axis
-    scaled by it, as vocal tract length perturbation does), and keep the best-scoring
-    hypothesis (maximum-likelihood selection, as in vocal tract length normalisation); an
-    empty list: that change is not made.
+    OpenNMT's ``block_ngram_repeat``), in greedy and beam search.
+
+    Test-time variants (beam search only; ``decode.decode_batch``) decode every source once
+    per combination (``variants``) and keep its best-scoring hypothesis (maximum-likelihood
+    selection, as in vocal tract length normalisation). Speech models: ``speed_factors`` (the
+    audio played that many times as fast, as speed perturbation does in training) and
+    ``warp_factors`` (the spectrum's frequency axis scaled, as vocal tract length perturbation
+    does); an empty list: that change is not made. Image models: ``corner_crops``, the image
+    itself and, for each side in the list (a fraction of the image side, in ``(0, 1)``), its
+    four corner squares of that side, each resampled to the full size.
     """
 
     beam_size: int = 8
@@ -55,6 +63,7 @@ class SearchConfig:
     no_repeat_ngram_size: int = 0
     warp_factors: list[float] = field(default_factory=list)
     speed_factors: list[float] = field(default_factory=list)
+    corner_crops: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ctc_weight <= 1.0:
@@ -71,6 +80,18 @@ class SearchConfig:
             factors = getattr(self, name)
             if any(factor <= 0 for factor in factors):
                 raise InputError(f"search.{name} must be > 0, got {factors}")
+        if any(not 0 < side < 1 for side in self.corner_crops):
+            raise InputError(f"search.corner_crops must be in (0, 1), got {self.corner_crops}")
+
+    def variants(self) -> list[dict[str, Any]]:
+        """Every test-time variant, as keyword arguments for ``Seq2Seq.encode``: one per
+        combination of a speed, a warp and a crop; ``[{}]`` when none is configured."""
+        speeds = [{"speed": factor} for factor in self.speed_factors] or [{}]
+        warps = [{"warp": factor} for factor in self.warp_factors] or [{}]
+        crops = [{}] + [
+            {"crop": Crop(side, x, y)} for side in self.corner_crops for x, y in _CORNERS
+        ]
+        return [{**speed, **warp, **crop} for speed in speeds for warp in warps for crop in crops]
 
 
 class Hypothesis(NamedTuple):

@@ -13,6 +13,7 @@ from multimodal_s2s.attention_maps import (
     PANEL_COLUMNS,
     save_attention_map,
 )
+from multimodal_s2s.data.image_frontend import Crop
 
 WIDTH, HEIGHT = 64, 48
 GRID = (4, 4)  # (H', W'): each grid cell covers 12 x 16 pixels
@@ -148,3 +149,18 @@ def test_long_words_are_cut_to_the_panel_width(tmp_path):
     right_margin = figure.crop((panel_right, 0, figure.width, LABEL_HEIGHT + PADDING))
     assert label_band.getextrema()[0] < 100  # the (shortened) word is drawn
     assert right_margin.getextrema() == (255, 255)  # and it stops at the panel's edge
+
+
+def test_a_cropped_view_puts_the_grid_over_its_crop_box(tmp_path):
+    """Uniform attention over a half-side crop in the bottom-right corner lights exactly that
+    quarter of the picture; the rest is dimmed."""
+    path = tmp_path / "attention.png"
+    weights = torch.full((1, GRID[0] * GRID[1]), 1.0 / (GRID[0] * GRID[1]))
+    image = Image.new("RGB", (WIDTH, HEIGHT), GRAY)
+    save_attention_map(image, ["x"], weights, GRID, path, Crop(0.5, 1.0, 1.0))
+    panel = _panel(Image.open(path).convert("L"), 1, 1)
+    pixels = torch.tensor(list(panel.tobytes())).view(HEIGHT, WIDTH)
+    dimmed = round(200 * MIN_BRIGHTNESS)
+    assert (pixels[HEIGHT // 2 :, WIDTH // 2 :] == 200).all()
+    assert (pixels[: HEIGHT // 2] - dimmed).abs().max() <= 1
+    assert (pixels[:, : WIDTH // 2] - dimmed).abs().max() <= 1

@@ -7,6 +7,7 @@ from multimodal_s2s.data.image_frontend import (
     CROP_SCALE,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    Crop,
     ImageFrontend,
     color_jitter,
     random_resized_crop,
@@ -116,3 +117,21 @@ def test_frontend_rejects_float_images_and_saves_no_state():
     with pytest.raises(InputError, match=r"\(1, 1, 8, 8\)"):
         frontend(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), None)
     assert frontend.state_dict() == {}
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_a_given_crop_is_cut_and_resampled_to_the_full_size_in_either_mode(mode):
+    """A half-side crop at the bottom-right corner equals that quarter upsampled 2x (but for
+    the first row and column, which interpolate with the pixels just outside the box)."""
+    images = torch.randint(0, 256, (2, 3, 16, 16), generator=torch.Generator().manual_seed(0))
+    images = images.to(torch.uint8)
+    frontend = ImageFrontend(augment=False)
+    getattr(frontend, mode)()
+    cropped, _ = frontend(images, None, Crop(0.5, 1.0, 1.0))
+    quarter = images[:, :, 8:, 8:].float() / 255.0
+    expected = torch.nn.functional.interpolate(quarter, size=(16, 16), mode="bilinear")
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(cropped[:, :, 1:, 1:], ((expected - mean) / std)[:, :, 1:, 1:])
+    whole, _ = frontend(images, None, Crop(1.0, 0.5, 0.5))
+    torch.testing.assert_close(whole, frontend(images, None)[0])

@@ -6,6 +6,7 @@ import torch
 from conftest import DECODER, SOURCE_SHAPES, tiny_model
 
 from multimodal_s2s.config import load_config
+from multimodal_s2s.data.image_frontend import Crop
 from multimodal_s2s.data.text import BOS_ID, EOS_ID, PAD_ID, Tokenizer, teacher_forcing_pair
 from multimodal_s2s.decode import decode_batch, full_float32_on_cuda
 from multimodal_s2s.errors import InputError
@@ -350,7 +351,62 @@ def test_warp_and_speed_factors_need_a_speech_model_and_positive_factors(name):
     model = _model("cnn", "additive")
     tokenizer = Tokenizer.build(["abcdefgh"], "char")
     search = replace(SEARCH, **{name: [0.9, 1.1]})
-    with pytest.raises(InputError, match=f"search.{name}"):
+    with pytest.raises(InputError, match=f"search.{name} needs a speech model"):
         decode_batch(model, tokenizer, torch.randn(2, 3, 32, 32), None, search)
     with pytest.raises(InputError, match=f"search.{name} must be > 0"):
         load_config(None, [f"search.{name}=[1.0, 0.0]"])
+
+
+def test_corner_crops_need_an_image_model_and_sides_below_one():
+    model = _model("pblstm", "additive")
+    tokenizer = Tokenizer.build(["abcdefgh"], "char")
+    search = replace(SEARCH, corner_crops=[0.9])
+    with pytest.raises(InputError, match="search.corner_crops needs an image model"):
+        decode_batch(model, tokenizer, torch.randn(2, 40, 6), torch.tensor([40, 30]), search)
+    for side in ("1.0", "0.0"):
+        with pytest.raises(InputError, match=r"search.corner_crops must be in \(0, 1\)"):
+            load_config(None, [f"search.corner_crops=[0.9, {side}]"])
+
+
+def test_variants_are_every_combination_of_speed_warp_and_crop():
+    assert SearchConfig().variants() == [{}]
+    speech = SearchConfig(speed_factors=[0.9, 1.1], warp_factors=[1.0, 1.2]).variants()
+    assert speech == [
+        {"speed": 0.9, "warp": 1.0},
+        {"speed": 0.9, "warp": 1.2},
+        {"speed": 1.1, "warp": 1.0},
+        {"speed": 1.1, "warp": 1.2},
+    ]
+    crops = SearchConfig(corner_crops=[0.8, 0.9]).variants()
+    assert crops[0] == {} and len(crops) == 9
+    assert [v["crop"] for v in crops[1:5]] == [
+        Crop(0.8, 0.0, 0.0),
+        Crop(0.8, 1.0, 0.0),
+        Crop(0.8, 0.0, 1.0),
+        Crop(0.8, 1.0, 1.0),
+    ]
+    assert {v["crop"].side for v in crops[5:]} == {0.9}
+
+
+def test_corner_crops_keep_each_images_best_scoring_view_and_name_it():
+    model, config = tiny_model(SOURCE_SHAPES["cnn"] + DECODER + ["data.name=images"])
+    with torch.no_grad():
+        model.generator.projection.weight.mul_(4.0)
+    model.eval()
+    tokenizer = Tokenizer.build(["abcdefgh"], "char")
+    smooth = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))  # crops alike
+    smooth = torch.nn.functional.interpolate(smooth, size=(32, 32), mode="bilinear")
+    images = (smooth * 255).round().to(torch.uint8)
+    search = replace(config.search, beam_size=3, max_length=8, corner_crops=[0.75])
+    decoded = decode_batch(model, tokenizer, images, None, search)
+    views = search.variants()
+    with torch.no_grad():
+        runs = [beam_search(model, model.encode(images, None, **view), search) for view in views]
+    chosen = []
+    for index, result in enumerate(decoded):
+        best = max(range(len(views)), key=lambda v: runs[v][index][0].score)
+        hypothesis = runs[best][index][0]
+        assert result.score == hypothesis.score and result.hypothesis.tokens == hypothesis.tokens
+        assert result.variant == views[best]
+        chosen.append(best)
+    assert len(set(chosen)) > 1  # the choice is per image

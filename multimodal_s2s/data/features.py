@@ -305,10 +305,10 @@ class FeaturePipeline(nn.Module):
     with ``output_dim`` features per output frame.
 
     Keeping this inside a model stores the normaliser statistics in its checkpoints.
-    ``warpable``: ``forward`` takes a frequency-warp and a speed factor (``Seq2Seq.encode``).
+    ``variants``: the test-time changes ``forward`` takes (``decode.decode_batch``).
     """
 
-    warpable = True
+    variants = frozenset({"speed", "warp"})
 
     def __init__(self, config: FeatureConfig | None = None) -> None:
         super().__init__()

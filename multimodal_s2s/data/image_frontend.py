@@ -24,6 +24,7 @@ Train-time augmentation is chosen so that a caption stays true of the augmented 
 """
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -39,13 +40,25 @@ COLOR_JITTER: dict[str, float] = {"brightness": 0.2, "contrast": 0.2, "saturatio
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights, as torchvision's rgb_to_grayscale
 
 
+class Crop(NamedTuple):
+    """A square crop ``side`` times the image side, its left and top edges at ``x`` and ``y``
+    of the margin it leaves (0: flush with the left / top edge, 1: with the right / bottom)."""
+
+    side: float
+    x: float
+    y: float
+
+
 class ImageFrontend(nn.Module):
     """``uint8`` images ``(B, 3, H, W)`` -> normalised float32 ``(B, 3, H, W)``.
 
     With ``augment`` and in training mode, each image is randomly cropped and colour-jittered
     first (module docstring). Always computes in float32, also inside an autocast region.
-    Holds no parameters and no saved state.
+    Holds no parameters and no saved state. ``variants``: the test-time changes ``forward``
+    takes (``decode.decode_batch``).
     """
+
+    variants = frozenset({"crop"})
 
     def __init__(self, augment: bool = True) -> None:
         super().__init__()
@@ -53,8 +66,12 @@ class ImageFrontend(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
 
-    def forward(self, images: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """Normalise (and in training, augment) a batch; ``lengths`` passes through."""
+    def forward(
+        self, images: Tensor, lengths: Tensor | None, crop: Crop | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Normalise (and in training, augment) a batch; ``lengths`` passes through.
+        ``crop``: cut every image to it and resample it bilinearly back to ``H x W`` first
+        (a test-time variant, in either mode)."""
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise InputError(
                 f"image frontend expects uint8 RGB images (B, 3, H, W), got {images.dtype} "
@@ -62,6 +79,9 @@ class ImageFrontend(nn.Module):
             )
         with torch.autocast(images.device.type, enabled=False):  # float32 under mixed precision
             pixels = images.to(torch.float32) / 255.0
+            if crop is not None:
+                box = torch.tensor([crop.side, crop.side, crop.x, crop.y], device=pixels.device)
+                pixels = crop_and_resize(pixels, *box.expand(len(pixels), 4).unbind(1))
             if self.training and self.augment:
                 pixels = color_jitter(random_resized_crop(pixels))
             return (pixels - self.mean) / self.std, lengths
@@ -77,8 +97,19 @@ def random_resized_crop(pixels: Tensor) -> Tensor:
     ratio = torch.exp(log_low + (log_high - log_low) * draws[:, 1])
     width = (area * ratio).sqrt().clamp(max=1.0)  # fractions of the image side
     height = (area / ratio).sqrt().clamp(max=1.0)
-    left = (1.0 - width) * draws[:, 2]
-    top = (1.0 - height) * draws[:, 3]
+    return crop_and_resize(pixels, width, height, draws[:, 2], draws[:, 3])
+
+
+def crop_and_resize(pixels: Tensor, width: Tensor, height: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    """Cut each ``(B, C, H, W)`` image to its box and resample it bilinearly back to ``H x W``.
+
+    All arguments but ``pixels`` are ``(B,)``: the box's width and height as fractions of the
+    image's, and its left and top edges at ``x`` and ``y`` of the margin it leaves (0: flush
+    with the left / top edge, 1: with the right / bottom).
+    """
+    batch = pixels.shape[0]
+    left = (1.0 - width) * x
+    top = (1.0 - height) * y
     theta = torch.zeros(batch, 2, 3, device=pixels.device)
     theta[:, 0, 0] = width  # output x in [-1, 1] -> input x in the crop's [-1, 1] span
     theta[:, 0, 2] = 2.0 * left + width - 1.0
