@@ -80,7 +80,7 @@ class ImageFrontend(nn.Module):
         with torch.autocast(images.device.type, enabled=False):  # float32 under mixed precision
             pixels = images.to(torch.float32) / 255.0
             if crop is not None:
-                box = torch.tensor([crop.side, crop.side, crop.x, crop.y], device=pixels.device)
+                box = pixels.new_tensor([crop.side, crop.side, crop.x, crop.y])
                 pixels = crop_and_resize(pixels, *box.expand(len(pixels), 4).unbind(1))
             if self.training and self.augment:
                 pixels = color_jitter(random_resized_crop(pixels))
