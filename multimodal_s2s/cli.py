@@ -30,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, TrainingError) as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before training could save anything, or outside training
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:

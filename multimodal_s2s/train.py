@@ -193,7 +193,6 @@ class _Run:
         if found is not None:
             self._restore(found[0], found[1])
         self.tensorboard = _tensorboard_writer(out_dir / "tensorboard") if dist.is_main else None
-        self._announce()
 
     @property
     def _autocast_dtype(self) -> torch.dtype | None:
@@ -266,6 +265,7 @@ class _Run:
 
     def fit(self) -> TrainResult:
         try:
+            self._announce()  # inside: once the run is announced, an interrupt saves it
             while self.epoch < self.config.train.epochs:
                 self._train_epoch()
                 self._end_epoch(self._evaluate("dev"))

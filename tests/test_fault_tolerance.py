@@ -12,6 +12,7 @@ import torch
 import yaml
 from conftest import SEQUENCES, SMALL
 
+from multimodal_s2s import cli
 from multimodal_s2s.checkpoint import load_checkpoint, load_newest_resume_point, resume_points
 from multimodal_s2s.config import config_to_dict, load_config
 from multimodal_s2s.data.base import Dropped
@@ -105,6 +106,17 @@ def test_sigterm_saves_a_resume_point_like_ctrl_c(tmp_path):
     assert process.returncode == 130
     (saved,) = resume_points(tmp_path)
     assert f"interrupted: saved {saved}" in stdout
+
+
+def test_an_interrupt_before_training_or_outside_it_exits_130_without_a_traceback(
+    monkeypatch, capsys
+):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_evaluate", interrupted)
+    assert cli.main(["evaluate", "--model", "any.pt"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
 
 
 def test_a_truncated_checkpoint_is_detected_and_resume_uses_the_previous_one(tmp_path, capsys):
