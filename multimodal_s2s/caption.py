@@ -13,7 +13,7 @@ import argparse
 import dataclasses
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from multimodal_s2s.attention_maps import save_attention_map
 from multimodal_s2s.checkpoint import load_model
+from multimodal_s2s.config import override_config, split_search_overrides
 from multimodal_s2s.data.files import find_files_reporting, report_skipped
 from multimodal_s2s.data.image import SUPPORTED_IMAGE_EXTENSIONS, load_image
 from multimodal_s2s.data.images import ImageData, ImageDataConfig
@@ -43,8 +44,11 @@ def caption(
     batch_size: int = 16,
     attention_maps: Path | None = None,
     device: str = "auto",
+    search_overrides: Sequence[str] = (),
 ) -> int:
     """Caption every image named by ``paths``; returns 0, or 1 if any input was skipped.
+    ``search_overrides``: ``search.KEY=VALUE`` changes to the checkpoint's search settings
+    (``search.corner_crops=[]`` captions the image alone).
 
     Raises:
         InputError: the checkpoint is unusable or not an image captioning model, or
@@ -58,6 +62,7 @@ def caption(
         raise InputError(
             f"{model_path}: not an image captioning model (data.name={config.data.name})"
         )
+    config = override_config(config, search_overrides, ("search",))
     search = dataclasses.replace(config.search, beam_size=beam)
     files, failed = find_files_reporting(paths, SUPPORTED_IMAGE_EXTENSIONS, "image")
     root = _common_folder(files)
@@ -85,7 +90,12 @@ def add_caption_command(subparsers: argparse._SubParsersAction) -> None:
     """Register ``caption`` on the ``ms2s`` sub-command parser."""
     parser = subparsers.add_parser("caption", help="caption image files with a checkpoint")
     parser.add_argument("--model", type=Path, required=True, help="checkpoint")
-    parser.add_argument("paths", nargs="+", help="image files, folders (recursive) or globs")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        help="image files, folders (recursive) or globs; search.KEY=VALUE items override the "
+        "checkpoint's search settings",
+    )
     parser.add_argument("--output", type=Path, help="JSON Lines output (default: stdout TSV)")
     parser.add_argument("--beam", type=int, default=5, help="beam size (1 = greedy)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
@@ -95,14 +105,16 @@ def add_caption_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_caption(args: argparse.Namespace) -> int:
+    paths, overrides = split_search_overrides(args.paths)
     return caption(
         args.model,
-        args.paths,
+        paths,
         args.output,
         beam=args.beam,
         batch_size=args.batch_size,
         attention_maps=args.attention_maps,
         device=args.device,
+        search_overrides=overrides,
     )
 
 

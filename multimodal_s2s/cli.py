@@ -8,7 +8,7 @@ from pathlib import Path
 
 from multimodal_s2s.caption import add_caption_command
 from multimodal_s2s.checkpoint import load_model
-from multimodal_s2s.config import apply_override, config_from_dict, config_to_dict, load_config
+from multimodal_s2s.config import load_config, override_config
 from multimodal_s2s.data.manifest import write_manifest
 from multimodal_s2s.decode import full_float32_on_cuda
 from multimodal_s2s.errors import InputError, TrainingError, one_line
@@ -86,12 +86,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     requested = args.splits or []
     splits = [name for name in requested if "=" not in name]
     overrides = [name for name in requested if "=" in name] + args.overrides
-    raw = config_to_dict(config)
-    for override in overrides:
-        if override.split(".", 1)[0] not in ("data", "search"):
-            raise InputError(f"evaluate can only override data.* and search.*, not {override!r}")
-        apply_override(raw, override)
-    config = config_from_dict(raw)
+    config = override_config(config, overrides, ("data", "search"))
     if args.beam is not None:
         config.search.beam_size = args.beam
     data = build_source(config)

@@ -9,6 +9,7 @@ keys, wrong types and unknown names raise ``ConfigError`` naming the dotted key.
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -144,6 +145,24 @@ def apply_override(raw: dict, override: str) -> None:
         node[part] = child
         node = child
     node[leaf] = value
+
+
+def override_config(config: Config, overrides: Sequence[str], sections: Sequence[str]) -> Config:
+    """A copy of ``config`` with dotted ``overrides`` applied, each of which must set a key of
+    one of ``sections`` (what a command may change in a trained model's config)."""
+    raw = config_to_dict(config)
+    for override in overrides:
+        if override.split(".", 1)[0] not in sections:
+            allowed = " and ".join(f"{section}.*" for section in sections)
+            raise ConfigError(f"can only override {allowed} here, not {override!r}")
+        apply_override(raw, override)
+    return config_from_dict(raw)
+
+
+def split_search_overrides(items: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Command-line positionals -> (the others, the ``search.KEY=VALUE`` overrides among them)."""
+    overrides = [item for item in items if item.startswith("search.") and "=" in item]
+    return [item for item in items if item not in overrides], overrides
 
 
 def config_from_dict(raw: dict) -> Config:

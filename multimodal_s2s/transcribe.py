@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from multimodal_s2s.checkpoint import load_model
-from multimodal_s2s.config import Config
+from multimodal_s2s.config import Config, override_config, split_search_overrides
 from multimodal_s2s.data.audio import SUPPORTED_AUDIO_EXTENSIONS
 from multimodal_s2s.data.base import DataSource
 from multimodal_s2s.data.files import find_files_reporting, report_skipped
@@ -47,12 +47,15 @@ def transcribe(
     batch_size: int = 16,
     device: str = "auto",
     max_chunk_seconds: float = 30.0,
+    search_overrides: Sequence[str] = (),
 ) -> int:
     """Transcribe audio files; returns 0, or 1 when any input could not be read.
 
     Writes JSON Lines ``{"audio", "text", "score"}`` to ``output`` (atomically), or
     ``path<TAB>text`` lines to stdout when ``output`` is None. ``score`` is the search's rank
     score, averaged over the chunks of a long file. ``beam`` 1 decodes greedily.
+    ``search_overrides``: ``search.KEY=VALUE`` changes to the checkpoint's search settings
+    (``search.speed_factors=[]`` decodes each utterance once, as it is).
 
     Raises:
         InputError: a bad option value or an unusable checkpoint.
@@ -65,6 +68,7 @@ def transcribe(
     model, tokenizer, config = load_model(model_path, resolve_device(device))
     if getattr(config.data, "features", None) is None:
         raise InputError(f"{model_path}: not a speech model (data.name={config.data.name!r})")
+    config = override_config(config, search_overrides, ("search",))
     transcriber = _Transcriber(model, tokenizer, config, beam, batch_size, max_chunk_seconds)
     window_size = batch_size * _WINDOW_BATCHES
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=None, dynamic_ncols=True)
@@ -204,7 +208,12 @@ def add_transcribe_command(commands: argparse._SubParsersAction) -> None:
     """Register ``transcribe`` on the ``ms2s`` sub-command parsers."""
     parser = commands.add_parser("transcribe", help="transcribe audio files with a checkpoint")
     parser.add_argument("--model", type=Path, required=True, help="checkpoint")
-    parser.add_argument("paths", nargs="+", help="audio files, directories or glob patterns")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        help="audio files, directories or glob patterns; search.KEY=VALUE items override the "
+        "checkpoint's search settings",
+    )
     parser.add_argument(
         "--output", type=Path, help="JSON Lines file (default: path<TAB>text lines on stdout)"
     )
@@ -221,12 +230,14 @@ def add_transcribe_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    paths, overrides = split_search_overrides(args.paths)
     return transcribe(
         args.model,
-        args.paths,
+        paths,
         args.output,
         beam=args.beam,
         batch_size=args.batch_size,
         device=args.device,
         max_chunk_seconds=args.max_chunk_seconds,
+        search_overrides=overrides,
     )

@@ -157,6 +157,33 @@ def test_command_line_arguments_reach_caption(trained, tmp_path, capsys):
     assert [r["image"] for r in _records(output)] == [str(images / "00.png")]
 
 
+def test_search_overrides_on_the_command_line_change_the_checkpoints_search(
+    trained, tmp_path, capsys
+):
+    checkpoint, images = trained
+    parser = argparse.ArgumentParser()
+    add_caption_command(parser.add_subparsers())
+    paths = [str(images / f"{index:02d}.png") for index in range(4)]
+    outputs = {}
+    for crops in ("[]", "[0.8]"):
+        output = tmp_path / f"{crops}.jsonl"
+        args = parser.parse_args(
+            ["caption", "--model", str(checkpoint), *paths, f"search.corner_crops={crops}"]
+            + ["--output", str(output), "--device", "cpu"]
+        )
+        assert args.run(args) == 0
+        outputs[crops] = _records(output)
+        assert [r["image"] for r in outputs[crops]] == paths
+    direct = tmp_path / "direct.jsonl"
+    caption(checkpoint, paths, direct, device="cpu", search_overrides=["search.corner_crops=[0.8]"])
+    assert _records(direct) == outputs["[0.8]"]
+    assert [r["score"] for r in outputs["[0.8]"]] != [r["score"] for r in outputs["[]"]]
+    with pytest.raises(InputError, match=r"search.corner_crops must be in \(0, 1\)"):
+        caption(checkpoint, paths, None, device="cpu", search_overrides=["search.corner_crops=[2]"])
+    with pytest.raises(InputError, match=r"can only override search.\* here, not 'data.x=1'"):
+        caption(checkpoint, paths, None, device="cpu", search_overrides=["data.x=1"])
+
+
 def test_bad_arguments_and_non_image_models_are_errors(trained, tmp_path):
     checkpoint, images = trained
     config = load_config(None, ["data.name=toy_images", "encoder.name=cnn"])

@@ -181,6 +181,32 @@ def test_command_line_registers_transcribe(corpus, checkpoint, tmp_path):
     assert len(output.read_text().splitlines()) == len(DURATIONS)
 
 
+def test_search_overrides_on_the_command_line_change_the_checkpoints_search(
+    corpus, checkpoint, tmp_path
+):
+    folder, _ = corpus
+    parser = argparse.ArgumentParser()
+    add_transcribe_command(parser.add_subparsers(required=True))
+    scores = {}
+    for speeds in ("[]", "[0.9, 1.1]"):
+        output = tmp_path / f"{speeds}.jsonl"
+        argv = [
+            "transcribe",
+            "--model",
+            str(checkpoint),
+            str(folder),
+            f"search.speed_factors={speeds}",
+        ]
+        args = parser.parse_args([*argv, "--output", str(output), "--device", "cpu"])
+        assert args.run(args) == 0
+        records = [json.loads(line) for line in output.read_text().splitlines()]
+        assert len(records) == len(DURATIONS)
+        scores[speeds] = [r["score"] for r in records]
+    assert scores["[]"] != scores["[0.9, 1.1]"]
+    with pytest.raises(InputError, match=r"can only override search.\* here"):
+        transcribe(checkpoint, [str(folder)], None, device="cpu", search_overrides=["data.x=1"])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_transcripts_match_cpu(corpus, checkpoint, tmp_path):
     folder, _ = corpus
