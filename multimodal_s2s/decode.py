@@ -56,7 +56,7 @@ def decode_batch(
     if not beam or search.beam_size == 1:
         best = greedy_search(model, model.encode(sources, lengths), search)
         return [Decoded(tokenizer.decode(h.tokens), h.score, h, {}) for h in best]
-    _check_variants(model, search)
+    search.check_variants(getattr(model.frontend, "variants", frozenset()))
     variants = search.variants()
     runs = [
         [nbest[0] for nbest in _beam_search(model, model.encode(sources, lengths, **v), search)]
@@ -68,21 +68,6 @@ def decode_batch(
         best = candidates[chosen]
         decoded.append(Decoded(tokenizer.decode(best.tokens), best.score, best, variants[chosen]))
     return decoded
-
-
-# The search setting behind each test-time variant, and what kind of model takes it.
-_VARIANT_SETTINGS = {
-    "speed": ("speed_factors", "a speech model"),
-    "warp": ("warp_factors", "a speech model"),
-    "crop": ("corner_crops", "an image model"),
-}
-
-
-def _check_variants(model: Seq2Seq, search: SearchConfig) -> None:
-    accepted = getattr(model.frontend, "variants", frozenset())
-    for key, (setting, needed) in _VARIANT_SETTINGS.items():
-        if getattr(search, setting) and key not in accepted:
-            raise InputError(f"search.{setting} needs {needed}")
 
 
 def _beam_search(

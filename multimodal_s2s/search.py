@@ -22,6 +22,13 @@ from multimodal_s2s.errors import InputError
 # Where corner crops sit: (x, y) of the margin they leave, top-left, top-right, bottom-left,
 # bottom-right (``image_frontend.Crop``).
 _CORNERS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0))
+# The setting behind each test-time change (a key of ``SearchConfig.variants``' dicts), and
+# what kind of model takes it.
+_VARIANT_SETTINGS = {
+    "speed": ("speed_factors", "a speech model"),
+    "warp": ("warp_factors", "a speech model"),
+    "crop": ("corner_crops", "an image model"),
+}
 
 
 @dataclass
@@ -82,6 +89,13 @@ class SearchConfig:
                 raise InputError(f"search.{name} must be > 0, got {factors}")
         if any(not 0 < side < 1 for side in self.corner_crops):
             raise InputError(f"search.corner_crops must be in (0, 1), got {self.corner_crops}")
+
+    def check_variants(self, accepted: frozenset[str]) -> None:
+        """Raise ``InputError`` naming a configured variant setting whose change is not among
+        ``accepted`` (what a model's frontend takes: its ``variants``)."""
+        for key, (setting, needed) in _VARIANT_SETTINGS.items():
+            if getattr(self, setting) and key not in accepted:
+                raise InputError(f"search.{setting} needs {needed}")
 
     def variants(self) -> list[dict[str, Any]]:
         """Every test-time variant, as keyword arguments for ``Seq2Seq.encode``: one per
