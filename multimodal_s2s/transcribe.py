@@ -1,10 +1,11 @@
 """``ms2s transcribe``: audio files to text with a trained speech checkpoint.
 
 Inputs are files, directories (every supported audio file below them) and glob patterns.
-A file that cannot be read is reported on stderr and skipped. Audio longer than
-``max_chunk_seconds`` is split at pauses into chunks whose transcripts are joined with a
-space. Files are read and decoded in windows of a few batches, sorted by length inside a
-window; results come out in input order.
+A file that cannot be read is reported on stderr and skipped. Each file is cut in the
+middle of its pauses of at least ``min_pause_seconds`` (``data/pauses.py``) and where it
+would run past ``max_chunk_seconds``; the chunks are decoded as utterances of their own and
+their transcripts joined with a space. Files are read and decoded in windows of a few
+batches, sorted by length inside a window; results come out in input order.
 """
 
 import argparse
@@ -25,6 +26,7 @@ from multimodal_s2s.config import Config, override_config, split_search_override
 from multimodal_s2s.data.audio import SUPPORTED_AUDIO_EXTENSIONS
 from multimodal_s2s.data.base import DataSource
 from multimodal_s2s.data.files import find_files_reporting, report_skipped
+from multimodal_s2s.data.pauses import split_at_pauses
 from multimodal_s2s.data.text import Tokenizer
 from multimodal_s2s.decode import Decoded, decode_batch
 from multimodal_s2s.errors import InputError
@@ -33,8 +35,6 @@ from multimodal_s2s.sources import SOURCES
 from multimodal_s2s.train import resolve_device
 
 _WINDOW_BATCHES = 4
-_PAUSE_SEARCH_SECONDS = 5.0
-_PAUSE_RATIO = 0.5
 
 Writer = Callable[[Path, str, float], None]
 
@@ -47,6 +47,7 @@ def transcribe(
     batch_size: int = 16,
     device: str = "auto",
     max_chunk_seconds: float = 30.0,
+    min_pause_seconds: float = 0.3,
     search_overrides: Sequence[str] = (),
 ) -> int:
     """Transcribe audio files; returns 0, or 1 when any input could not be read.
@@ -60,8 +61,11 @@ def transcribe(
     Raises:
         InputError: a bad option value or an unusable checkpoint.
     """
-    if beam < 1 or batch_size < 1 or max_chunk_seconds <= 0:
-        raise InputError("--beam and --batch-size must be >= 1 and --max-chunk-seconds > 0")
+    if beam < 1 or batch_size < 1 or max_chunk_seconds <= 0 or min_pause_seconds < 0:
+        raise InputError(
+            "--beam and --batch-size must be >= 1, --max-chunk-seconds > 0 and "
+            "--min-pause-seconds >= 0"
+        )
     files, failed = find_files_reporting(paths, SUPPORTED_AUDIO_EXTENSIONS, "audio")
     if not files:
         return 1
@@ -69,7 +73,8 @@ def transcribe(
     if getattr(config.data, "features", None) is None:
         raise InputError(f"{model_path}: not a speech model (data.name={config.data.name!r})")
     config = override_config(config, search_overrides, ("search",))
-    transcriber = _Transcriber(model, tokenizer, config, beam, batch_size, max_chunk_seconds)
+    chunking = (max_chunk_seconds, min_pause_seconds)
+    transcriber = _Transcriber(model, tokenizer, config, beam, batch_size, chunking)
     window_size = batch_size * _WINDOW_BATCHES
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=None, dynamic_ncols=True)
     with bar, _output_writer(output) as write:
@@ -98,7 +103,7 @@ class _Transcriber:
         config: Config,
         beam: int,
         batch_size: int,
-        max_chunk_seconds: float,
+        chunking: tuple[float, float],
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -106,13 +111,14 @@ class _Transcriber:
         self.source_class: type[DataSource] = SOURCES[config.data.name][0]
         self.search = dataclasses.replace(config.search, beam_size=beam)
         self.batch_size = batch_size
-        self.max_chunk_seconds = max_chunk_seconds
+        self.chunking = chunking
 
     def read(self, path: Path) -> list[Tensor]:
-        """An audio file as ``[(N_i,)]`` chunks of at most ``max_chunk_seconds``."""
+        """An audio file as ``[(N_i,)]`` chunks: cut at its pauses and at the chunk limit
+        (``chunking``: ``max_chunk_seconds, min_pause_seconds`` for ``split_at_pauses``)."""
         wave = self.source_class.read_source(self.data_config, path)
         sample_rate = self.data_config.features.sample_rate
-        bounds = split_at_pauses(wave, sample_rate, self.max_chunk_seconds)
+        bounds = split_at_pauses(wave, sample_rate, *self.chunking)
         return [wave[start:end] for start, end in bounds]
 
     def decode(self, chunks: dict[Path, list[Tensor]]) -> Iterator[tuple[Path, str, float]]:
@@ -140,47 +146,6 @@ class _Transcriber:
             for index, result in zip(batch, decoded, strict=True):
                 results[index] = result
         return results
-
-
-def split_at_pauses(
-    wave: Tensor,
-    sample_rate: int,
-    max_chunk_seconds: float = 30.0,
-    search_seconds: float = _PAUSE_SEARCH_SECONDS,
-) -> list[tuple[int, int]]:
-    """Cut a ``(N,)`` waveform into contiguous chunks of at most ``max_chunk_seconds``.
-
-    Each cut lies in the middle of the lowest-energy 10 ms frame of the last
-    ``search_seconds`` (at most half a chunk) before the limit. When no frame there has less
-    than half the window's mean energy (no pause), the cut falls exactly at the limit.
-
-    Returns:
-        ``[(start, end), ...]`` sample ranges covering ``[0, N)`` in order.
-    """
-    limit = max(1, round(max_chunk_seconds * sample_rate))
-    search = min(round(search_seconds * sample_rate), limit // 2)
-    frame = max(1, sample_rate // 100)
-    bounds, start = [], 0
-    while wave.shape[0] - start > limit:
-        cut = _pause_cut(wave, start + limit, search, frame)
-        bounds.append((start, cut))
-        start = cut
-    bounds.append((start, wave.shape[0]))
-    return bounds
-
-
-def _pause_cut(wave: Tensor, limit: int, search: int, frame: int) -> int:
-    """The cut before sample ``limit``: the middle of the quietest frame of the ``search``
-    samples before it, or ``limit`` itself when there is no pause."""
-    count = search // frame
-    if count == 0:
-        return limit
-    first = limit - count * frame
-    energy = wave[first:limit].reshape(count, frame).square().mean(dim=1)
-    quietest = int(energy.argmin())
-    if energy[quietest] >= _PAUSE_RATIO * energy.mean():
-        return limit
-    return first + quietest * frame + frame // 2
 
 
 @contextmanager
@@ -224,7 +189,13 @@ def add_transcribe_command(commands: argparse._SubParsersAction) -> None:
         "--max-chunk-seconds",
         type=float,
         default=30.0,
-        help="longer audio is split at pauses into chunks of at most this length",
+        help="longer chunks are cut at their quietest moment before this length",
+    )
+    parser.add_argument(
+        "--min-pause-seconds",
+        type=float,
+        default=0.3,
+        help="cut the audio in the middle of every pause this long (0: only at the chunk limit)",
     )
     parser.set_defaults(run=_run)
 
@@ -239,5 +210,6 @@ def _run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         max_chunk_seconds=args.max_chunk_seconds,
+        min_pause_seconds=args.min_pause_seconds,
         search_overrides=overrides,
     )

@@ -7,9 +7,10 @@ import soundfile
 import torch
 
 from multimodal_s2s.config import config_from_dict
+from multimodal_s2s.data.pauses import split_at_pauses
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.train import train
-from multimodal_s2s.transcribe import add_transcribe_command, split_at_pauses, transcribe
+from multimodal_s2s.transcribe import add_transcribe_command, transcribe
 
 RATE = 16000
 DURATIONS = [0.3, 0.5, 0.7, 0.4]
@@ -115,11 +116,16 @@ def test_missing_inputs_are_reported_and_the_rest_transcribed(corpus, checkpoint
     assert len(output.read_text().splitlines()) == 1
 
 
-def test_long_audio_is_chunked_and_joined(checkpoint, tmp_path):
-    wave = torch.cat([_tone(0.6, 250), torch.zeros(1600), _tone(0.5, 250)])
+@pytest.mark.parametrize(
+    ("gap_seconds", "max_chunk_seconds"),
+    [(0.1, 1.0), (0.5, 30.0)],
+    ids=["cut-at-the-chunk-limit", "cut-at-a-pause"],
+)
+def test_long_audio_is_chunked_and_joined(checkpoint, tmp_path, gap_seconds, max_chunk_seconds):
+    wave = torch.cat([_tone(0.6, 250), torch.zeros(round(gap_seconds * RATE)), _tone(0.5, 250)])
     long_path = tmp_path / "long.wav"
     _write(long_path, wave)
-    bounds = split_at_pauses(wave, RATE, max_chunk_seconds=1.0)
+    bounds = split_at_pauses(wave, RATE, max_chunk_seconds)
     assert len(bounds) == 2
     chunk_paths = []
     for index, (start, end) in enumerate(bounds):
@@ -127,7 +133,14 @@ def test_long_audio_is_chunked_and_joined(checkpoint, tmp_path):
         _write(chunk_paths[-1], wave[start:end])
 
     joined, pieces = tmp_path / "joined.jsonl", tmp_path / "pieces.jsonl"
-    transcribe(checkpoint, [str(long_path)], joined, beam=1, device="cpu", max_chunk_seconds=1.0)
+    transcribe(
+        checkpoint,
+        [str(long_path)],
+        joined,
+        beam=1,
+        device="cpu",
+        max_chunk_seconds=max_chunk_seconds,
+    )
     transcribe(checkpoint, [str(p) for p in chunk_paths], pieces, beam=1, device="cpu")
 
     (record,) = [json.loads(line) for line in joined.read_text().splitlines()]
@@ -136,35 +149,13 @@ def test_long_audio_is_chunked_and_joined(checkpoint, tmp_path):
     assert record["score"] == pytest.approx(sum(c["score"] for c in chunks) / 2, abs=1e-4)
 
 
-def test_split_cuts_long_audio_inside_pauses():
-    silence = torch.zeros(RATE)
-    wave = torch.cat([_tone(27), silence, _tone(27), silence, _tone(14)])
-    assert wave.shape[0] == 70 * RATE
-    bounds = split_at_pauses(wave, RATE, max_chunk_seconds=30.0)
-    assert len(bounds) == 3
-    assert bounds[0][0] == 0 and bounds[-1][1] == wave.shape[0]
-    for (_, end), (start, _) in zip(bounds, bounds[1:], strict=False):
-        assert end == start
-    assert 27 * RATE <= bounds[0][1] < 28 * RATE
-    assert 55 * RATE <= bounds[1][1] < 56 * RATE
-    assert all(end - start <= 30 * RATE for start, end in bounds)
-
-
-def test_split_without_pause_cuts_at_the_limit():
-    wave = _tone(70)
-    assert split_at_pauses(wave, RATE, max_chunk_seconds=30.0) == [
-        (0, 30 * RATE),
-        (30 * RATE, 60 * RATE),
-        (60 * RATE, 70 * RATE),
-    ]
-    assert split_at_pauses(wave[:RATE], RATE, max_chunk_seconds=30.0) == [(0, RATE)]
-
-
 def test_bad_options_and_checkpoints_raise_input_errors(corpus, tmp_path):
     folder, _ = corpus
     files = _audio_files(folder)[:1]
     with pytest.raises(InputError, match="--beam"):
         transcribe(tmp_path / "model.pt", files, None, beam=0)
+    with pytest.raises(InputError, match="--min-pause-seconds"):
+        transcribe(tmp_path / "model.pt", files, None, min_pause_seconds=-1.0)
     with pytest.raises(InputError, match="model.pt: checkpoint not found"):
         transcribe(tmp_path / "model.pt", files, None, device="cpu")
 
@@ -177,6 +168,7 @@ def test_command_line_registers_transcribe(corpus, checkpoint, tmp_path):
     argv = ["transcribe", "--model", str(checkpoint), str(folder), "--output", str(output)]
     args = parser.parse_args([*argv, "--beam", "1", "--device", "cpu"])
     assert (args.beam, args.batch_size, args.max_chunk_seconds) == (1, 16, 30.0)
+    assert args.min_pause_seconds == 0.3
     assert args.run(args) == 0
     assert len(output.read_text().splitlines()) == len(DURATIONS)
 
