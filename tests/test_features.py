@@ -13,6 +13,7 @@ from multimodal_s2s.data.features import (
     SpecAugment,
     add_noise,
     augment_waveform,
+    loud_level_db,
     perturbed_length,
     speed_perturb,
     stack_frames,
@@ -52,6 +53,7 @@ def test_config_derives_window_sizes():
         {"min_snr_db": 30},
         {"max_freq_warp": 1.0},
         {"stack_frames": 0},
+        {"level_db": 3.0},
     ],
 )
 def test_config_rejects_bad_values(bad):
@@ -73,9 +75,10 @@ def test_frontend_shapes_follow_the_frame_formula(device, dtype):
     assert torch.isfinite(features).all()
 
 
+@pytest.mark.parametrize("level_db", [None, -16.0])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_frontend_is_padding_invariant(dtype):
-    frontend = LogMelFrontend().to(dtype=dtype)
+def test_frontend_is_padding_invariant(dtype, level_db):
+    frontend = LogMelFrontend(FeatureConfig(level_db=level_db)).to(dtype=dtype)
     waves, lengths = _padded_batch([12345, 4000, 700])
     waves = waves.to(dtype)
     batched, frame_lengths = frontend(waves, lengths)
@@ -84,6 +87,36 @@ def test_frontend_is_padding_invariant(dtype):
         assert alone_frames.item() == frame_lengths[row].item()
         valid = batched[row, : frame_lengths[row]]
         torch.testing.assert_close(valid, alone[0], atol=1e-4, rtol=1e-5)
+
+
+def test_loud_level_is_the_95th_percentile_of_valid_frames():
+    rate = 16000
+    tone = _tone(500.0, rate, rate)  # 5 periods a frame: mean power 0.125 in every frame
+    quiet_start = torch.cat([torch.zeros(rate // 2), tone])
+    waves = torch.zeros(3, 2 * rate)
+    waves[0, :rate] = tone
+    waves[1, : quiet_start.shape[0]] = quiet_start
+    waves[2, :rate] = 0.01 * tone
+    waves[0, rate:] = 1.0  # padding is not counted
+    levels = loud_level_db(waves, torch.tensor([rate, quiet_start.shape[0], rate]), rate)
+    expected = 10 * math.log10(0.125)
+    target = torch.tensor([expected, expected, expected - 40], dtype=torch.float64)
+    torch.testing.assert_close(levels, target, atol=1e-4, rtol=0)
+
+
+def test_level_normalisation_makes_features_independent_of_the_gain():
+    config = FeatureConfig(num_mel_bins=20, level_db=-16.0)
+    plain, levelled = LogMelFrontend(FeatureConfig(num_mel_bins=20)), LogMelFrontend(config)
+    waves, lengths = _padded_batch([6400, 3000, 500])
+    for gain in (0.01, 3.0):
+        quieter, _ = plain(waves * gain, lengths)
+        assert (quieter - plain(waves, lengths)[0]).abs().max() > 1.0
+        torch.testing.assert_close(
+            levelled(waves * gain, lengths)[0], levelled(waves, lengths)[0], atol=1e-4, rtol=0
+        )
+    levels = loud_level_db(waves, lengths, 16000)
+    louder = waves * 10 ** ((-16.0 - levels) / 20).float().unsqueeze(1)
+    torch.testing.assert_close(levelled(waves, lengths)[0], plain(louder, lengths)[0])
 
 
 def test_utterance_mean_norm_removes_each_utterances_mean_and_a_gain():

@@ -46,7 +46,10 @@ class FeatureConfig:
     ``stack_frames`` = n > 1, every n consecutive frames (after SpecAugment, whose time masks
     count the unstacked frames) are joined into one of ``n * num_mel_bins`` features at n
     times the hop, the last incomplete group dropped: the encoder's ``input_dim`` must be
-    ``n * num_mel_bins``.
+    ``n * num_mel_bins``. With ``level_db``, each waveform is first scaled so that its loud
+    10 ms frames (the 95th percentile of their power, :func:`loud_level_db`) sit at
+    ``level_db`` dBFS, in training and decoding alike, so that the recording level does not
+    matter.
     """
 
     sample_rate: int = 16000
@@ -64,6 +67,7 @@ class FeatureConfig:
     max_freq_warp: float = 0.0
     utterance_mean_norm: bool = False
     stack_frames: int = 1
+    level_db: float | None = None
 
     def __post_init__(self) -> None:
         positive = ("sample_rate", "num_mel_bins", "win_ms", "hop_ms")
@@ -86,6 +90,8 @@ class FeatureConfig:
             raise InputError("feature config: max_freq_warp must be in [0, 1)")
         if self.stack_frames < 1:
             raise InputError("feature config: stack_frames must be >= 1")
+        if self.level_db is not None and self.level_db > 0:
+            raise InputError("feature config: level_db must be <= 0 (dBFS) or null")
 
     @property
     def win_length(self) -> int:
@@ -101,6 +107,33 @@ class FeatureConfig:
     def n_fft(self) -> int:
         """Smallest power of two >= ``win_length`` (512 at 16 kHz, 25 ms)."""
         return 1 << (self.win_length - 1).bit_length()
+
+
+def frame_levels_db(waveforms: Tensor, frame: int) -> Tensor:
+    """``(..., N)`` waveforms -> ``(..., N // frame)`` mean power in dB of their consecutive
+    frames of ``frame`` samples (a last incomplete frame dropped; silence is -100 dB)."""
+    count = waveforms.shape[-1] // frame
+    frames = waveforms[..., : count * frame].unflatten(-1, (count, frame))
+    return 10 * torch.log10(frames.double().square().mean(dim=-1) + 1e-10)
+
+
+def loud_level_db(waveforms: Tensor, lengths: Tensor, sample_rate: int) -> Tensor:
+    """The level in dBFS of each waveform's loud 10 ms frames: the 95th percentile of the
+    power of its frames before ``lengths`` (its first frame for one shorter than a frame).
+
+    Args:
+        waveforms: ``(B, N)`` padded.
+        lengths: ``(B,)`` int64 valid samples.
+
+    Returns:
+        ``(B,)`` float64.
+    """
+    frame = max(1, sample_rate // 100)
+    padded = nn.functional.pad(waveforms, (0, frame))
+    levels = frame_levels_db(padded, frame)
+    counts = (lengths // frame).clamp(min=1).unsqueeze(1)
+    valid = torch.arange(levels.shape[1], device=levels.device) < counts
+    return torch.nanquantile(levels.masked_fill(~valid, math.nan), 0.95, dim=1)
 
 
 def num_frames(num_samples: Tensor, hop_length: int) -> Tensor:
@@ -125,6 +158,7 @@ class LogMelFrontend(nn.Module):
         self.num_mel_bins = config.num_mel_bins
         self.max_freq_warp = config.max_freq_warp
         self.utterance_mean_norm = config.utterance_mean_norm
+        self.level_db = config.level_db
         self.mel_spectrogram = torchaudio.transforms.MelSpectrogram(
             sample_rate=config.sample_rate,
             n_fft=config.n_fft,
@@ -158,6 +192,9 @@ class LogMelFrontend(nn.Module):
             (``N`` and ``lengths`` after the speed change).
         """
         waveforms = waveforms.masked_fill(padding_mask(lengths, waveforms.shape[1]), 0.0)
+        if self.level_db is not None:
+            change = self.level_db - loud_level_db(waveforms, lengths, self.sample_rate)
+            waveforms = waveforms * (10 ** (change / 20)).to(waveforms.dtype).unsqueeze(1)
         if speed is not None and speed != 1.0:
             # the resampling filter rings past each utterance's end: cut there, as alone
             waveforms = speed_perturb(waveforms, self.sample_rate, speed)

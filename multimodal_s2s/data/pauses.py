@@ -17,6 +17,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional
 
+from multimodal_s2s.data.features import frame_levels_db
+
 FRAME_SECONDS = 0.01
 PAUSE_LEVEL = 0.2
 FLOOR_DB = 60.0
@@ -60,11 +62,10 @@ def split_at_pauses(
 def pause_middles(wave: Tensor, frame: int, min_pause_seconds: float) -> list[int]:
     """The middle sample of every pause of at least ``min_pause_seconds`` that has sound
     before and after it, in order (frames of ``frame`` samples; see the module's rule)."""
-    count = wave.shape[0] // frame
+    level = frame_levels_db(wave, frame)
+    count = level.shape[0]
     if count == 0:
         return []
-    power = wave[: count * frame].reshape(count, frame).double().square().mean(dim=1)
-    level = 10 * torch.log10(power + 1e-10)
     quiet_level, loud = torch.quantile(
         level, torch.tensor([0.05, 0.95], dtype=level.dtype)
     ).tolist()
