@@ -53,7 +53,9 @@ def test_config_derives_window_sizes():
         {"min_snr_db": 30},
         {"max_freq_warp": 1.0},
         {"stack_frames": 0},
-        {"level_db": 3.0},
+        {"level_range_db": [-10.0, -20.0]},
+        {"level_range_db": [-10.0]},
+        {"level_range_db": [-10.0, 3.0]},
     ],
 )
 def test_config_rejects_bad_values(bad):
@@ -75,10 +77,10 @@ def test_frontend_shapes_follow_the_frame_formula(device, dtype):
     assert torch.isfinite(features).all()
 
 
-@pytest.mark.parametrize("level_db", [None, -16.0])
+@pytest.mark.parametrize("level_range_db", [None, [-16.0, -16.0]])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_frontend_is_padding_invariant(dtype, level_db):
-    frontend = LogMelFrontend(FeatureConfig(level_db=level_db)).to(dtype=dtype)
+def test_frontend_is_padding_invariant(dtype, level_range_db):
+    frontend = LogMelFrontend(FeatureConfig(level_range_db=level_range_db)).to(dtype=dtype)
     waves, lengths = _padded_batch([12345, 4000, 700])
     waves = waves.to(dtype)
     batched, frame_lengths = frontend(waves, lengths)
@@ -104,8 +106,8 @@ def test_loud_level_is_the_95th_percentile_of_valid_frames():
     torch.testing.assert_close(levels, target, atol=1e-4, rtol=0)
 
 
-def test_level_normalisation_makes_features_independent_of_the_gain():
-    config = FeatureConfig(num_mel_bins=20, level_db=-16.0)
+def test_one_level_makes_features_independent_of_the_gain():
+    config = FeatureConfig(num_mel_bins=20, level_range_db=[-16.0, -16.0])
     plain, levelled = LogMelFrontend(FeatureConfig(num_mel_bins=20)), LogMelFrontend(config)
     waves, lengths = _padded_batch([6400, 3000, 500])
     for gain in (0.01, 3.0):
@@ -117,6 +119,21 @@ def test_level_normalisation_makes_features_independent_of_the_gain():
     levels = loud_level_db(waves, lengths, 16000)
     louder = waves * 10 ** ((-16.0 - levels) / 20).float().unsqueeze(1)
     torch.testing.assert_close(levelled(waves, lengths)[0], plain(louder, lengths)[0])
+
+
+def test_a_level_range_scales_only_waveforms_outside_it_to_its_nearer_end():
+    rate = 16000
+    tone = _tone(500.0, rate, rate)  # loud frames at 10 log10(0.125) = -9.03 dBFS
+    waves = torch.stack([tone, 0.1 * tone, 0.001 * tone, 3.0 * tone])  # -9, -29, -69, +0.5
+    lengths = torch.full((4,), rate)
+    config = FeatureConfig(num_mel_bins=20, level_range_db=[-40.0, -5.0])
+    ranged, plain = LogMelFrontend(config), LogMelFrontend(FeatureConfig(num_mel_bins=20))
+    expected_waves = waves.clone()
+    levels = loud_level_db(waves, lengths, rate)
+    expected_waves[2] *= 10 ** ((-40.0 - levels[2].item()) / 20)
+    expected_waves[3] *= 10 ** ((-5.0 - levels[3].item()) / 20)
+    torch.testing.assert_close(ranged(waves, lengths)[0], plain(expected_waves, lengths)[0])
+    assert levels[:2].tolist() == pytest.approx([-9.03, -29.03], abs=0.01)
 
 
 def test_utterance_mean_norm_removes_each_utterances_mean_and_a_gain():

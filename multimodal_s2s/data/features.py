@@ -46,10 +46,12 @@ class FeatureConfig:
     ``stack_frames`` = n > 1, every n consecutive frames (after SpecAugment, whose time masks
     count the unstacked frames) are joined into one of ``n * num_mel_bins`` features at n
     times the hop, the last incomplete group dropped: the encoder's ``input_dim`` must be
-    ``n * num_mel_bins``. With ``level_db``, each waveform is first scaled so that its loud
-    10 ms frames (the 95th percentile of their power, :func:`loud_level_db`) sit at
-    ``level_db`` dBFS, in training and decoding alike, so that the recording level does not
-    matter.
+    ``n * num_mel_bins``. With ``level_range_db`` ``[low, high]``, a waveform whose loud 10
+    ms frames (the 95th percentile of their power, :func:`loud_level_db`) lie outside that
+    range of dBFS is first scaled to bring them to its nearer end, in training and decoding
+    alike: set it to the levels of the training audio, and a much quieter or louder
+    recording is heard at a level the model knows (``low == high`` scales every waveform to
+    one level).
     """
 
     sample_rate: int = 16000
@@ -67,7 +69,7 @@ class FeatureConfig:
     max_freq_warp: float = 0.0
     utterance_mean_norm: bool = False
     stack_frames: int = 1
-    level_db: float | None = None
+    level_range_db: list[float] | None = None
 
     def __post_init__(self) -> None:
         positive = ("sample_rate", "num_mel_bins", "win_ms", "hop_ms")
@@ -90,8 +92,9 @@ class FeatureConfig:
             raise InputError("feature config: max_freq_warp must be in [0, 1)")
         if self.stack_frames < 1:
             raise InputError("feature config: stack_frames must be >= 1")
-        if self.level_db is not None and self.level_db > 0:
-            raise InputError("feature config: level_db must be <= 0 (dBFS) or null")
+        levels = self.level_range_db
+        if levels is not None and (len(levels) != 2 or not levels[0] <= levels[1] <= 0):
+            raise InputError("feature config: level_range_db must be [low, high] <= 0 dBFS")
 
     @property
     def win_length(self) -> int:
@@ -158,7 +161,7 @@ class LogMelFrontend(nn.Module):
         self.num_mel_bins = config.num_mel_bins
         self.max_freq_warp = config.max_freq_warp
         self.utterance_mean_norm = config.utterance_mean_norm
-        self.level_db = config.level_db
+        self.level_range_db = config.level_range_db
         self.mel_spectrogram = torchaudio.transforms.MelSpectrogram(
             sample_rate=config.sample_rate,
             n_fft=config.n_fft,
@@ -192,8 +195,9 @@ class LogMelFrontend(nn.Module):
             (``N`` and ``lengths`` after the speed change).
         """
         waveforms = waveforms.masked_fill(padding_mask(lengths, waveforms.shape[1]), 0.0)
-        if self.level_db is not None:
-            change = self.level_db - loud_level_db(waveforms, lengths, self.sample_rate)
+        if self.level_range_db is not None:
+            level = loud_level_db(waveforms, lengths, self.sample_rate)
+            change = level.clamp(*self.level_range_db) - level
             waveforms = waveforms * (10 ** (change / 20)).to(waveforms.dtype).unsqueeze(1)
         if speed is not None and speed != 1.0:
             # the resampling filter rings past each utterance's end: cut there, as alone
