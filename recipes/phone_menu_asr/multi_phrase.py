@@ -20,21 +20,21 @@ import soundfile as sf
 import torch
 
 from multimodal_s2s.corpora.phone_menu.augment import SAMPLE_RATE, add_noise, make_noise
+from multimodal_s2s.data.features import frame_levels_db
 from multimodal_s2s.data.manifest import read_manifest, write_manifest
 from multimodal_s2s.data.pauses import split_at_pauses
 from multimodal_s2s.transcribe import transcribe
 
 MARGIN_SECONDS = 0.1
 TRIM_BELOW_PEAK_DB = 40.0
+NO_PAUSE_CUTS = {"min_pause_seconds": 0.0}
 
 
 def trim(audio: np.ndarray, rate: int) -> np.ndarray:
     """``(T,)`` audio cut to ``MARGIN_SECONDS`` around its 10 ms frames that are within
     ``TRIM_BELOW_PEAK_DB`` of its loudest."""
     frame = rate // 100
-    count = len(audio) // frame
-    power = np.square(audio[: count * frame].reshape(count, frame)).mean(axis=1)
-    level = 10 * np.log10(power + 1e-10)
+    level = frame_levels_db(torch.from_numpy(audio), frame).numpy()
     loud = np.flatnonzero(level > level.max() - TRIM_BELOW_PEAK_DB)
     margin = round(MARGIN_SECONDS * rate)
     return audio[max(0, loud[0] * frame - margin) : (loud[-1] + 1) * frame + margin]
@@ -94,10 +94,9 @@ def main() -> None:
     write_manifest(records, args.out / "recordings.jsonl")
     results: dict = {"cut into exactly their phrases": count_chunks(records)}
     print("share cut into exactly their phrases:", results["cut into exactly their phrases"])
-    for name, min_pause_seconds in (("cut at pauses", 0.3), ("cut at the chunk limit", 0.0)):
-        output = args.out / f"min_pause_{min_pause_seconds}.jsonl"
-        audio = [record["audio"] for record in records]
-        transcribe(args.model, audio, output, min_pause_seconds=min_pause_seconds)
+    for name, options in (("cut at pauses", {}), ("cut at the chunk limit", NO_PAUSE_CUTS)):
+        output = args.out / f"{name.replace(' ', '_')}.jsonl"
+        transcribe(args.model, [record["audio"] for record in records], output, **options)
         texts = {h["audio"]: h["text"] for h in map(json.loads, output.read_text().splitlines())}
         results[name] = {}
         for noisy, subset in ((False, "clean"), (True, "noisy"), (None, "all")):
