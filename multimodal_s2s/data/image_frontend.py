@@ -20,7 +20,10 @@ Train-time augmentation is chosen so that a caption stays true of the augmented 
   at most ~5%, too little to turn a circle into an ellipse.
 * Colour jitter of brightness, contrast and saturation (each factor uniform in
   ``1 +- COLOR_JITTER[name]``, applied in that order, with torchvision's formulas); hue is
-  left alone because captions name colours ("a red square").
+  left alone because captions name colours ("a red square"). Brightness varies most (0.4 to
+  1.6): the scene corpus draws every object at its own brightness, and with 1 +- 0.2 the
+  captioning model named 31% of the objects right in photos darkened to 0.4 against 79% in
+  the originals (74% and 77% with 0.4 to 1.6; scenes_captioning README).
 """
 
 import math
@@ -36,7 +39,7 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 CROP_SCALE: tuple[float, float] = (0.85, 1.0)
 CROP_RATIO: tuple[float, float] = (0.95, 1.0 / 0.95)
-COLOR_JITTER: dict[str, float] = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2}
+COLOR_JITTER: dict[str, float] = {"brightness": 0.6, "contrast": 0.2, "saturation": 0.2}
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights, as torchvision's rgb_to_grayscale
 
 
