@@ -73,8 +73,9 @@ def transcribe(
     if getattr(config.data, "features", None) is None:
         raise InputError(f"{model_path}: not a speech model (data.name={config.data.name!r})")
     config = override_config(config, search_overrides, ("search",))
-    chunking = (max_chunk_seconds, min_pause_seconds)
-    transcriber = _Transcriber(model, tokenizer, config, beam, batch_size, chunking)
+    transcriber = _Transcriber(
+        model, tokenizer, config, beam, batch_size, max_chunk_seconds, min_pause_seconds
+    )
     window_size = batch_size * _WINDOW_BATCHES
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=None, dynamic_ncols=True)
     with bar, _output_writer(output) as write:
@@ -103,7 +104,8 @@ class _Transcriber:
         config: Config,
         beam: int,
         batch_size: int,
-        chunking: tuple[float, float],
+        max_chunk_seconds: float,
+        min_pause_seconds: float,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -111,14 +113,15 @@ class _Transcriber:
         self.source_class: type[DataSource] = SOURCES[config.data.name][0]
         self.search = dataclasses.replace(config.search, beam_size=beam)
         self.batch_size = batch_size
-        self.chunking = chunking
+        self.max_chunk_seconds = max_chunk_seconds
+        self.min_pause_seconds = min_pause_seconds
 
     def read(self, path: Path) -> list[Tensor]:
-        """An audio file as ``[(N_i,)]`` chunks: cut at its pauses and at the chunk limit
-        (``chunking``: ``max_chunk_seconds, min_pause_seconds`` for ``split_at_pauses``)."""
+        """An audio file as ``[(N_i,)]`` chunks, cut at its pauses and at the chunk limit
+        (``split_at_pauses``)."""
         wave = self.source_class.read_source(self.data_config, path)
         sample_rate = self.data_config.features.sample_rate
-        bounds = split_at_pauses(wave, sample_rate, *self.chunking)
+        bounds = split_at_pauses(wave, sample_rate, self.max_chunk_seconds, self.min_pause_seconds)
         return [wave[start:end] for start, end in bounds]
 
     def decode(self, chunks: dict[Path, list[Tensor]]) -> Iterator[tuple[Path, str, float]]:
