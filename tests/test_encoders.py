@@ -183,15 +183,48 @@ def test_resnet_grid_and_width(layers, channels):
     assert out.memory.shape == (1, grid[0] * grid[1], channels)
 
 
+@pytest.mark.parametrize("self_attention_layers", [0, 1])
 @pytest.mark.parametrize("name", ["cnn", "resnet"])
-def test_image_encoders_are_batch_invariant(name):
+def test_image_encoders_are_batch_invariant(name, self_attention_layers):
     encoder_class, config_class = ENCODERS[name]
-    config = config_class(**({"channels": [4, 8]} if name == "cnn" else {"trunk_layers": 2}))
+    config = config_class(
+        **({"channels": [4, 8]} if name == "cnn" else {"trunk_layers": 2}),
+        output_dim=8,
+        self_attention_layers=self_attention_layers,
+    )
     encoder = encoder_class(config).eval()
     images = torch.randn(3, 3, 32, 32)
     alone = encoder(images[1:2]).memory
     together = encoder(images).memory
     torch.testing.assert_close(together[1:2], alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("layers", [0, 1, 2])
+def test_cnn_self_attention_lets_every_position_see_the_whole_image(layers):
+    torch.manual_seed(0)
+    config = CNNConfig(channels=[4, 8, 8, 8], output_dim=8, self_attention_layers=layers)
+    encoder = CNNEncoder(config).eval()
+    images = torch.randn(1, 3, 64, 64)
+    changed = images.clone()
+    changed[:, :, :8, :8] += 3.0  # the top-left corner, out of the last cell's receptive field
+    before, after = encoder(images).memory, encoder(changed).memory
+    assert before.shape == (1, 16, 8)
+    assert len(list(encoder.head.parameters())) == 2 + 12 * layers
+    bottom_right_moved = not torch.allclose(before[0, -1], after[0, -1], atol=1e-6, rtol=0)
+    assert bottom_right_moved == (layers > 0)
+
+
+@pytest.mark.parametrize(
+    ("layers", "output_dim", "message"),
+    [
+        (-1, 8, "encoder.self_attention_layers must be >= 0, got -1"),
+        (1, 6, "a memory width divisible by 4 heads, got 6"),
+    ],
+)
+def test_cnn_bad_self_attention_settings_are_named(layers, output_dim, message):
+    config = CNNConfig(channels=[4], output_dim=output_dim, self_attention_layers=layers)
+    with pytest.raises(InputError, match=message):
+        CNNEncoder(config)
 
 
 @pytest.mark.parametrize("name", ["cnn", "resnet"])

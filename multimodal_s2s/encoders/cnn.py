@@ -2,12 +2,17 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from multimodal_s2s.encoders.base import Encoder, EncoderOutput
 from multimodal_s2s.errors import InputError
+
+if TYPE_CHECKING:
+    from multimodal_s2s.encoders.resnet import ResNetConfig
 
 
 @dataclass
@@ -16,10 +21,11 @@ class CNNConfig:
     (default: all) followed by a 2x2 max pool.
 
     An ``H x W`` image gives an ``H // 2**n x W // 2**n`` grid (``n = pooled_blocks``),
-    flattened row by row to ``S = H' * W'`` memory positions. ``coordinates``: see
-    ``_GridHead``. ``input_coordinates`` (CoordConv, Liu et al. 2018) appends two channels
-    holding each pixel's row and column, scaled to ``[-1, 1]``, to the image before the
-    first convolution, so features can say where within a grid cell their object lies.
+    flattened row by row to ``S = H' * W'`` memory positions. ``coordinates``,
+    ``output_dim``, ``dropout`` and ``self_attention_layers``: see ``_GridHead``.
+    ``input_coordinates`` (CoordConv, Liu et al. 2018) appends two channels holding each
+    pixel's row and column, scaled to ``[-1, 1]``, to the image before the first
+    convolution, so features can say where within a grid cell their object lies.
     """
 
     name: str = "cnn"
@@ -30,6 +36,7 @@ class CNNConfig:
     input_coordinates: bool = False
     output_dim: int | None = None
     dropout: float = 0.0
+    self_attention_layers: int = 0
 
     def __post_init__(self) -> None:
         if self.pooled_blocks is not None and not 0 <= self.pooled_blocks <= len(self.channels):
@@ -59,7 +66,7 @@ class CNNEncoder(Encoder):
             in_channels = channels
         self.trunk = ChannelsLastTrunk(*blocks)
         self.reduction = 2**pooled
-        self.head = _GridHead(in_channels, config.output_dim, config.dropout, config.coordinates)
+        self.head = _GridHead(in_channels, config)
         self.output_dim = self.head.output_dim
 
     def grid_size(self, height: int, width: int) -> tuple[int, int]:
@@ -176,21 +183,36 @@ def _conv_with_folded_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> Callable[[T
 class _GridHead(nn.Module):
     """``(B, C, H', W')`` feature map -> ``EncoderOutput`` with optional 1x1 projection.
 
-    With ``coordinates``, each position's row and column, scaled to ``[-1, 1]``, are appended
-    to its ``C`` features (before the projection). Convolutional features barely say where
-    they are, and the attention context is a weighted mean of them, so without coordinates
-    the decoder has little to tell "left of" from "above" with.
+    ``config`` (a ``CNNConfig`` or ``ResNetConfig``) gives:
+
+    * ``coordinates``: each position's row and column, scaled to ``[-1, 1]``, are appended
+      to its ``C`` features (before the projection). Convolutional features barely say where
+      they are, and the attention context is a weighted mean of them, so without coordinates
+      the decoder has little to tell "left of" from "above" with.
+    * ``output_dim``: the projection's width (``None``: no projection).
+    * ``dropout``: on the features before the projection.
+    * ``self_attention_layers``: that many Transformer encoder layers (pre-norm,
+      ``SELF_ATTENTION_HEADS`` heads, feed-forward twice the width, ``dropout``) over the
+      ``S`` positions after the projection, so that each position's memory can say where the
+      other objects are: which object lies left of or above which is a relation between
+      positions, which a per-position feature cannot hold. The attention runs as plain
+      matrix products: over a few dozen positions, PyTorch's CPU flash-attention kernel took
+      twice as long in training (13 against 7 ms a step for 32 images of 16 positions).
     """
 
-    def __init__(
-        self, channels: int, output_dim: int | None, dropout: float, coordinates: bool = False
-    ) -> None:
+    SELF_ATTENTION_HEADS = 4
+
+    def __init__(self, channels: int, config: "CNNConfig | ResNetConfig") -> None:
         super().__init__()
-        self.coordinates = coordinates
-        features = channels + 2 if coordinates else channels
+        self.coordinates = config.coordinates
+        features = channels + 2 if config.coordinates else channels
+        output_dim = config.output_dim
         self.projection = nn.Linear(features, output_dim) if output_dim is not None else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.dropout)
         self.output_dim = output_dim if output_dim is not None else features
+        self.context = _self_attention(
+            self.output_dim, config.self_attention_layers, config.dropout
+        )
 
     def forward(self, features: Tensor) -> EncoderOutput:
         batch, _, height, width = features.shape
@@ -201,10 +223,31 @@ class _GridHead(nn.Module):
         memory = self.dropout(memory)
         if self.projection is not None:
             memory = self.projection(memory)
+        if self.context is not None:
+            with sdpa_kernel(SDPBackend.MATH):  # a few dozen positions: see the docstring
+                memory = self.context(memory)
         lengths = torch.full(
             (memory.size(0),), memory.size(1), dtype=torch.long, device=memory.device
         )
         return EncoderOutput(memory, lengths)
+
+
+def _self_attention(width: int, layers: int, dropout: float) -> nn.TransformerEncoder | None:
+    """``layers`` pre-norm Transformer encoder layers over ``(B, S, width)``, or ``None``."""
+    heads = _GridHead.SELF_ATTENTION_HEADS
+    if layers < 0:
+        raise InputError(f"encoder.self_attention_layers must be >= 0, got {layers}")
+    if layers == 0:
+        return None
+    if width % heads:
+        raise InputError(
+            f"encoder.self_attention_layers needs a memory width divisible by {heads} "
+            f"heads, got {width}"
+        )
+    layer = nn.TransformerEncoderLayer(
+        width, heads, 2 * width, dropout, batch_first=True, norm_first=True
+    )
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
 def _grid_coordinates(height: int, width: int, like: Tensor) -> Tensor:

@@ -21,7 +21,8 @@ class ResNetConfig:
     ``weights_path`` names a local torchvision state dict (nothing is downloaded);
     ``None`` starts from random weights. ``freeze`` keeps the trunk fixed (batch norm in
     eval mode) until ``set_frozen(False)`` is called, e.g. for two-stage training.
-    ``coordinates`` appends each position's (row, column) to its features (``cnn._GridHead``).
+    ``coordinates`` appends each position's (row, column) to its features and
+    ``self_attention_layers`` relates the positions to each other (``cnn._GridHead``).
     """
 
     name: str = "resnet"
@@ -32,6 +33,7 @@ class ResNetConfig:
     coordinates: bool = False
     output_dim: int | None = None
     dropout: float = 0.0
+    self_attention_layers: int = 0
 
 
 class ResNetEncoder(Encoder):
@@ -52,7 +54,7 @@ class ResNetEncoder(Encoder):
         )
         self.reduction = 2 ** (config.trunk_layers + 1)
         channels = _TRUNK_CHANNELS[config.depth][config.trunk_layers - 1]
-        self.head = _GridHead(channels, config.output_dim, config.dropout, config.coordinates)
+        self.head = _GridHead(channels, config)
         self.output_dim = self.head.output_dim
         self.frozen = False
         self.set_frozen(config.freeze)
