@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from multimodal_s2s.corpora.scenes.backgrounds import family, find_photos
+from multimodal_s2s.corpora.scenes.backgrounds import family, find_photos, texture_ids
 from multimodal_s2s.corpora.scenes.caption import (
     ParsedCaption,
     PlacedObject,
@@ -16,7 +16,7 @@ from multimodal_s2s.corpora.scenes.caption import (
     parse_caption,
 )
 from multimodal_s2s.corpora.scenes.layout import Box, object_size, place_objects
-from multimodal_s2s.corpora.scenes.plan import SceneSpec
+from multimodal_s2s.corpora.scenes.plan import SceneSpec, plan_scenes, split_backgrounds
 from multimodal_s2s.corpora.scenes.prepare import main, prepare_corpus
 from multimodal_s2s.corpora.scenes.render import SceneRenderer
 from multimodal_s2s.corpora.scenes.scoring import exact_match, object_accuracy, relation_accuracy
@@ -355,6 +355,22 @@ def test_splits_hold_out_pairs_and_backgrounds(corpus: dict) -> None:
         assert {name for row in rows[held] for name in row["objects"]} <= train_objects
     assert not pairs["dev"] & pairs["test"]
     assert not families["dev"] & families["test"]
+
+
+@pytest.mark.parametrize(
+    ("num_train", "num_singles", "times_alone"), [(1000, 100, {2, 3}), (200, 40, {1})]
+)
+def test_a_tenth_of_training_scenes_hold_one_object_and_every_object_is_alone(
+    num_train: int, num_singles: int, times_alone: set[int]
+) -> None:
+    objects = {f"object {index}": [Path(f"stamp{index}.png")] for index in range(40)}
+    pools = split_backgrounds([], texture_ids(12), random.Random(0))
+    counts = {"train": num_train, "dev": 10, "test": 10}
+    plan = plan_scenes(objects, pools, counts, seed=0)
+    singles = [spec.objects[0] for spec in plan["train"] if len(spec.objects) == 1]
+    assert len(singles) == num_singles  # a tenth, but at least one scene per object
+    assert {singles.count(name) for name in objects} == times_alone
+    assert all(len(spec.objects) == 2 for split in ("dev", "test") for spec in plan[split])
 
 
 def test_same_seed_reproduces_the_corpus_and_reruns_are_cached(

@@ -1,9 +1,15 @@
 """Which objects and background each scene of each split gets.
 
 Every object appears alone in training (several times for the default counts) and in
-training pairs. Dev and test scenes hold two objects whose pair never occurs in training,
-on backgrounds whose family (see :func:`.backgrounds.family`) never occurs in training;
-dev and test also use disjoint pairs and background families.
+training pairs; ``SINGLE_FRACTION`` of the training scenes hold one object (but at least
+one scene per object). Dev and test scenes hold two objects whose pair never occurs in
+training, on backgrounds whose family (see :func:`.backgrounds.family`) never occurs in
+training; dev and test also use disjoint pairs and background families.
+
+Since every dev and test scene holds two objects, the single fraction is kept small: at a
+quarter, the recipe's captioning model ended 39 of its 1000 test captions after one object;
+at a tenth, 16, and its relation accuracy went from 89.2% to 91.0% (scenes_captioning
+README).
 """
 
 import itertools
@@ -15,7 +21,7 @@ from multimodal_s2s.corpora.scenes.backgrounds import family
 from multimodal_s2s.errors import InputError
 
 SPLITS = ("train", "dev", "test")
-SINGLE_FRACTION = 0.25
+SINGLE_FRACTION = 0.1
 HELD_OUT_FRACTION = 0.15
 PHOTO_PROBABILITY = 0.5
 

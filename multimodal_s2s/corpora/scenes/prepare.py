@@ -32,7 +32,7 @@ from multimodal_s2s.corpora.scenes.render import SceneRenderer
 from multimodal_s2s.corpora.scenes.stamps import DEFAULT_STAMP_ROOT, find_objects
 from multimodal_s2s.errors import InputError
 
-CORPUS_VERSION = 2
+CORPUS_VERSION = 3  # 3: a tenth of the training scenes hold one object (plan.SINGLE_FRACTION)
 IMAGE_FORMATS = {"jpg": ("JPEG", {"quality": 95, "subsampling": 0}), "png": ("PNG", {})}
 _BATCH_SIZE = 50
 _MARKER = "corpus.json"
