@@ -1,0 +1,138 @@
+"""Where the relation goes wrong: by a scene's distance from the diagonal, and in the memory.
+
+    python recipes/scenes_captioning/relation_analysis.py --corpus CACHE \
+        --report RUN/report/test.jsonl [--model RUN/best.pt]
+
+The scene corpus is seeded, so each test scene is rendered again to get its objects'
+centres and its margin ``| |dx| - |dy| |`` in pixels (the caption says "left of" when
+``|dx| >= |dy|``). The report's captions (``ms2s evaluate --report``) are then counted:
+how many name two different objects, and how often their relation word is right, by margin.
+
+With ``--model``, a logistic-regression probe is trained on the frozen encoder memory of
+the first ``--probe-train`` training scenes to predict the relation, and scored on the test
+scenes by margin: how much of the relation the memory itself holds.
+"""
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import torch
+
+from multimodal_s2s.checkpoint import load_model
+from multimodal_s2s.corpora.scenes.backgrounds import find_photos, texture_ids
+from multimodal_s2s.corpora.scenes.caption import parse_caption
+from multimodal_s2s.corpora.scenes.plan import SceneSpec, plan_scenes, split_backgrounds
+from multimodal_s2s.corpora.scenes.prepare import CORPUS_VERSION
+from multimodal_s2s.corpora.scenes.render import SceneRenderer
+from multimodal_s2s.corpora.scenes.stamps import find_objects
+from multimodal_s2s.data.image import build_image_transform, load_image
+
+MARGIN_BUCKETS = ((0, 2), (2, 4), (4, 8), (8, None))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, required=True, help="the prepared corpus folder")
+    parser.add_argument("--report", type=Path, required=True, help="a report's test.jsonl")
+    parser.add_argument("--model", type=Path, help="a checkpoint to probe")
+    parser.add_argument("--probe-train", type=int, default=10000)
+    args = parser.parse_args()
+    scenes = _SceneGeometry(args.corpus)
+    test = [spec for spec in scenes.plan["test"] if len(spec.objects) == 2]
+    margins, horizontal = scenes.relations(test)
+    rows = {Path(r["key"]).stem: r for r in map(json.loads, args.report.open())}
+    right = {}
+    for spec in test:
+        hyp, ref = parse_caption(rows[spec.id]["hyp"]), parse_caption(rows[spec.id]["ref"])
+        if len(set(hyp.objects)) == 2:
+            right[spec.id] = hyp.relation == ref.relation
+    print(f"{len(right)} of {len(test)} captions name two different objects; relation word right:")
+    _print_by_margin([margins[i] for i in right], list(right.values()))
+    if args.model is not None:
+        train = [s for s in scenes.plan["train"][: args.probe_train] if len(s.objects) == 2]
+        correct = _probe(args.model, scenes, train, test)
+        print(f"probe on the memory of {len(train)} training scenes, test accuracy:")
+        _print_by_margin(list(margins.values()), correct)
+
+
+class _SceneGeometry:
+    """The corpus's scene plan and renderer, rebuilt from its settings (a corpus of another
+    version was planned by other code, so its scenes cannot be rebuilt)."""
+
+    def __init__(self, corpus: Path) -> None:
+        self.corpus = corpus
+        settings = json.loads((corpus / "corpus.json").read_text())["settings"]
+        if settings["version"] != CORPUS_VERSION:
+            raise SystemExit(
+                f"{corpus} is a version {settings['version']} corpus; this code plans version "
+                f"{CORPUS_VERSION}"
+            )
+        photos = find_photos()
+        rng = random.Random(f"{settings['seed']}/backgrounds")
+        pools = split_backgrounds(list(photos), texture_ids(settings["num_textures"]), rng)
+        self.plan = plan_scenes(find_objects(), pools, settings["counts"], settings["seed"])
+        self.renderer = SceneRenderer(settings["image_size"], settings["seed"], photos)
+        self.image_size = settings["image_size"]
+        self.image_format = settings["image_format"]
+
+    def relations(self, specs: list[SceneSpec]) -> tuple[dict[str, float], list[bool]]:
+        """Each two-object scene's margin from the diagonal, and whether it is "left of"."""
+        margins, horizontal = {}, []
+        for spec in specs:
+            first, second = (box.centre for box in self.renderer.render(spec).boxes)
+            dx, dy = abs(first[0] - second[0]), abs(first[1] - second[1])
+            margins[spec.id] = abs(dx - dy)
+            horizontal.append(dx >= dy)
+        return margins, horizontal
+
+    def images(self, split: str, specs: list[SceneSpec]) -> torch.Tensor:
+        """``(N, 3, S, S)`` uint8 images of the scenes, as the corpus saved them."""
+        transform = build_image_transform(self.image_size)
+        folder = self.corpus / "images" / split
+        return torch.stack(
+            [transform(load_image(folder / f"{s.id}.{self.image_format}")) for s in specs]
+        )
+
+
+def _probe(
+    model_path: Path, scenes: _SceneGeometry, train: list[SceneSpec], test: list[SceneSpec]
+) -> list[bool]:
+    """Per test scene: does a probe trained on the training scenes' memory get it right?"""
+    model = load_model(model_path)[0]
+    features = {}
+    for split, specs in (("train", train), ("test", test)):
+        images = scenes.images(split, specs)
+        with torch.no_grad():
+            memory = [model.encode(chunk).memory.flatten(1) for chunk in images.split(100)]
+        labels = torch.tensor(scenes.relations(specs)[1], dtype=torch.float32)
+        features[split] = (torch.cat(memory), labels)
+    (x_train, y_train), (x_test, y_test) = features["train"], features["test"]
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-5
+    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    torch.manual_seed(0)
+    probe = torch.nn.Linear(x_train.shape[1], 1)
+    optimizer = torch.optim.AdamW(probe.parameters(), 1e-3, weight_decay=1e-2)
+    for _ in range(60):
+        for batch in torch.randperm(len(x_train)).split(256):
+            logits = probe(x_train[batch]).squeeze(1)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y_train[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        return ((probe(x_test).squeeze(1) > 0).float() == y_test).tolist()
+
+
+def _print_by_margin(margins: list[float], right: list[bool]) -> None:
+    """Accuracy over all and within each margin bucket (pixels from the diagonal)."""
+    print(f"  all: {sum(right) / len(right):.3f} of {len(right)}")
+    for low, high in MARGIN_BUCKETS:
+        inside = [r for m, r in zip(margins, right, strict=True) if low <= m < (high or 1e9)]
+        label = f"{low}-{high} px" if high else f"{low}+ px"
+        print(f"  {label}: {sum(inside) / max(1, len(inside)):.3f} of {len(inside)}")
+
+
+if __name__ == "__main__":
+    main()
