@@ -15,16 +15,15 @@ scenes by margin: how much of the relation the memory itself holds.
 
 import argparse
 import json
-import random
 from pathlib import Path
 
 import torch
 
 from multimodal_s2s.checkpoint import load_model
-from multimodal_s2s.corpora.scenes.backgrounds import find_photos, texture_ids
-from multimodal_s2s.corpora.scenes.caption import parse_caption
-from multimodal_s2s.corpora.scenes.plan import SceneSpec, plan_scenes, split_backgrounds
-from multimodal_s2s.corpora.scenes.prepare import CORPUS_VERSION
+from multimodal_s2s.corpora.scenes.backgrounds import find_photos
+from multimodal_s2s.corpora.scenes.caption import LEFT, parse_caption
+from multimodal_s2s.corpora.scenes.plan import SceneSpec
+from multimodal_s2s.corpora.scenes.prepare import CORPUS_VERSION, plan_corpus
 from multimodal_s2s.corpora.scenes.render import SceneRenderer
 from multimodal_s2s.corpora.scenes.stamps import find_objects
 from multimodal_s2s.data.image import build_image_transform, load_image
@@ -52,7 +51,7 @@ def main() -> None:
     _print_by_margin([margins[i] for i in right], list(right.values()))
     if args.model is not None:
         train = [s for s in scenes.plan["train"][: args.probe_train] if len(s.objects) == 2]
-        correct = _probe(args.model, scenes, train, test)
+        correct = _probe(args.model, scenes, train, test, horizontal)
         print(f"probe on the memory of {len(train)} training scenes, test accuracy:")
         _print_by_margin(list(margins.values()), correct)
 
@@ -70,21 +69,20 @@ class _SceneGeometry:
                 f"{CORPUS_VERSION}"
             )
         photos = find_photos()
-        rng = random.Random(f"{settings['seed']}/backgrounds")
-        pools = split_backgrounds(list(photos), texture_ids(settings["num_textures"]), rng)
-        self.plan = plan_scenes(find_objects(), pools, settings["counts"], settings["seed"])
+        self.plan = plan_corpus(find_objects(), photos, settings)
         self.renderer = SceneRenderer(settings["image_size"], settings["seed"], photos)
         self.image_size = settings["image_size"]
         self.image_format = settings["image_format"]
 
     def relations(self, specs: list[SceneSpec]) -> tuple[dict[str, float], list[bool]]:
-        """Each two-object scene's margin from the diagonal, and whether it is "left of"."""
+        """Each two-object scene's margin from the diagonal, and whether its caption says
+        "left of"."""
         margins, horizontal = {}, []
         for spec in specs:
-            first, second = (box.centre for box in self.renderer.render(spec).boxes)
-            dx, dy = abs(first[0] - second[0]), abs(first[1] - second[1])
-            margins[spec.id] = abs(dx - dy)
-            horizontal.append(dx >= dy)
+            scene = self.renderer.render(spec)
+            first, second = (box.centre for box in scene.boxes)
+            margins[spec.id] = abs(abs(first[0] - second[0]) - abs(first[1] - second[1]))
+            horizontal.append(scene.caption.relation == LEFT)
         return margins, horizontal
 
     def images(self, split: str, specs: list[SceneSpec]) -> torch.Tensor:
@@ -97,16 +95,21 @@ class _SceneGeometry:
 
 
 def _probe(
-    model_path: Path, scenes: _SceneGeometry, train: list[SceneSpec], test: list[SceneSpec]
+    model_path: Path,
+    scenes: _SceneGeometry,
+    train: list[SceneSpec],
+    test: list[SceneSpec],
+    test_horizontal: list[bool],
 ) -> list[bool]:
     """Per test scene: does a probe trained on the training scenes' memory get it right?"""
     model = load_model(model_path)[0]
     features = {}
+    horizontal = {"train": scenes.relations(train)[1], "test": test_horizontal}
     for split, specs in (("train", train), ("test", test)):
         images = scenes.images(split, specs)
         with torch.no_grad():
             memory = [model.encode(chunk).memory.flatten(1) for chunk in images.split(100)]
-        labels = torch.tensor(scenes.relations(specs)[1], dtype=torch.float32)
+        labels = torch.tensor(horizontal[split], dtype=torch.float32)
         features[split] = (torch.cat(memory), labels)
     (x_train, y_train), (x_test, y_test) = features["train"], features["test"]
     mean, std = x_train.mean(0), x_train.std(0) + 1e-5

@@ -98,16 +98,23 @@ def prepare_corpus(
     if _is_cached(out_dir / _MARKER, settings, manifests):
         return manifests
     (out_dir / _MARKER).unlink(missing_ok=True)
-    pools = split_backgrounds(
-        list(photos), texture_ids(num_textures), random.Random(f"{seed}/backgrounds")
-    )
-    plan = plan_scenes(objects, pools, settings["counts"], seed)
+    plan = plan_corpus(objects, photos, settings)
     job = _Job(image_size, seed, photos, out_dir / "images", image_format)
     rows = _render_all(plan, job, jobs, progress)
     for split in SPLITS:
         _write_atomically(manifests[split], "".join(json.dumps(r) + "\n" for r in rows[split]))
     _write_atomically(out_dir / _MARKER, json.dumps({"settings": settings}, indent=1) + "\n")
     return manifests
+
+
+def plan_corpus(
+    objects: dict[str, list[Path]], photos: dict[str, Path], settings: dict
+) -> dict[str, list[SceneSpec]]:
+    """The scenes of every split of the corpus that ``settings`` (as ``prepare_corpus``
+    records them in the corpus folder) describes; the same plan each time."""
+    rng = random.Random(f"{settings['seed']}/backgrounds")
+    pools = split_backgrounds(list(photos), texture_ids(settings["num_textures"]), rng)
+    return plan_scenes(objects, pools, settings["counts"], settings["seed"])
 
 
 def main(argv: list[str] | None = None) -> None:
