@@ -5,8 +5,11 @@
 
 The scene corpus is seeded, so each test scene is rendered again to get its objects'
 centres and its margin ``| |dx| - |dy| |`` in pixels (the caption says "left of" when
-``|dx| >= |dy|``). The report's captions (``ms2s evaluate --report``) are then counted:
-how many name two different objects, and how often their relation word is right, by margin.
+``|dx| >= |dy|``). First, how often the pixels decide the relation: the caption's rule
+applied to the centres of the boxes around each object's visible pixels (alpha at least 1,
+less those of the object drawn over it). Then the report's captions (``ms2s evaluate
+--report``) are counted: how many name two different objects, and how often their relation
+word is right, by margin.
 
 With ``--model``, a logistic-regression probe is trained on the frozen encoder memory of
 the first ``--probe-train`` training scenes to predict the relation, and scored on the test
@@ -18,10 +21,16 @@ import json
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageChops
 
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.corpora.scenes.backgrounds import find_photos
-from multimodal_s2s.corpora.scenes.caption import LEFT, parse_caption
+from multimodal_s2s.corpora.scenes.caption import (
+    LEFT,
+    PlacedObject,
+    caption_structure,
+    parse_caption,
+)
 from multimodal_s2s.corpora.scenes.plan import SceneSpec
 from multimodal_s2s.corpora.scenes.prepare import CORPUS_VERSION, plan_corpus
 from multimodal_s2s.corpora.scenes.render import SceneRenderer
@@ -40,7 +49,9 @@ def main() -> None:
     args = parser.parse_args()
     scenes = _SceneGeometry(args.corpus)
     test = [spec for spec in scenes.plan["test"] if len(spec.objects) == 2]
-    margins, horizontal = scenes.relations(test)
+    margins, horizontal, visible = scenes.relations(test)
+    print("the visible pixels' boxes give the caption's relation:")
+    _print_by_margin(list(margins.values()), visible)
     rows = {Path(r["key"]).stem: r for r in map(json.loads, args.report.open())}
     right = {}
     for spec in test:
@@ -74,16 +85,21 @@ class _SceneGeometry:
         self.image_size = settings["image_size"]
         self.image_format = settings["image_format"]
 
-    def relations(self, specs: list[SceneSpec]) -> tuple[dict[str, float], list[bool]]:
-        """Each two-object scene's margin from the diagonal, and whether its caption says
-        "left of"."""
-        margins, horizontal = {}, []
+    def relations(self, specs: list[SceneSpec]) -> tuple[dict[str, float], list[bool], list[bool]]:
+        """Each two-object scene's margin from the diagonal, whether its caption says "left
+        of", and whether its visible pixels give the caption's relation."""
+        margins, horizontal, visible = {}, [], []
         for spec in specs:
             scene = self.renderer.render(spec)
             first, second = (box.centre for box in scene.boxes)
             margins[spec.id] = abs(abs(first[0] - second[0]) - abs(first[1] - second[1]))
             horizontal.append(scene.caption.relation == LEFT)
-        return margins, horizontal
+            seen = [
+                PlacedObject(name, *_visible_centre(scene.alphas, index))
+                for index, name in enumerate(spec.objects)
+            ]
+            visible.append(caption_structure(seen).relation == scene.caption.relation)
+        return margins, horizontal, visible
 
     def images(self, split: str, specs: list[SceneSpec]) -> torch.Tensor:
         """``(N, 3, S, S)`` uint8 images of the scenes, as the corpus saved them."""
@@ -92,6 +108,16 @@ class _SceneGeometry:
         return torch.stack(
             [transform(load_image(folder / f"{s.id}.{self.image_format}")) for s in specs]
         )
+
+
+def _visible_centre(alphas: list[Image.Image], index: int) -> tuple[float, float]:
+    """The centre of the box around object ``index``'s pixels that no later object covers
+    (alpha at least 1 each; all its pixels when every one is covered)."""
+    shown = alphas[index].point(lambda value: 255 if value else 0)
+    for cover in alphas[index + 1 :]:
+        shown = ImageChops.subtract(shown, cover.point(lambda value: 255 if value else 0))
+    left, top, right, bottom = shown.getbbox() or alphas[index].getbbox()
+    return (left + right) / 2, (top + bottom) / 2
 
 
 def _probe(
