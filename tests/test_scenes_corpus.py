@@ -317,14 +317,14 @@ def test_rendered_scenes_composite_stamps_through_alpha(inputs: tuple[Path, Path
                 red, _, blue = scene.image.getpixel((x, y))
                 assert red < 40 and blue > 60, "the background shows outside the stamps"
         assert scene.caption.relation in ("left", "above")
-        for alpha, box in zip(scene.alphas, scene.boxes, strict=True):
-            assert alpha.size == (48, 48) and alpha.mode == "L"
-            left, top, right, bottom = alpha.getbbox()
-            assert box.left <= left and box.top <= top and right <= box.right
-            assert bottom <= box.bottom
-        dog_alpha, owl_alpha = scene.alphas
-        assert dog_alpha.getpixel(_pixel_at(dog.centre, outside=owl)) == 255
-        assert owl_alpha.getpixel(_pixel_at(owl.centre, outside=dog)) < 16, "the hole"
+        for stamp, box in zip(scene.stamps, scene.boxes, strict=True):
+            assert stamp.mode == "RGBA"
+            assert stamp.size == (box.right - box.left, box.bottom - box.top)
+        dog_stamp, owl_stamp = scene.stamps
+        x, y = _pixel_at(dog.centre, outside=owl)
+        assert dog_stamp.getpixel((x - dog.left, y - dog.top))[3] == 255
+        x, y = _pixel_at(owl.centre, outside=dog)
+        assert owl_stamp.getpixel((x - owl.left, y - owl.top))[3] < 16, "the hole"
 
 
 # Corpus splits, manifests and caching.

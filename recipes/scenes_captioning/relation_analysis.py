@@ -33,7 +33,7 @@ from multimodal_s2s.corpora.scenes.caption import (
 )
 from multimodal_s2s.corpora.scenes.plan import SceneSpec
 from multimodal_s2s.corpora.scenes.prepare import CORPUS_VERSION, plan_corpus
-from multimodal_s2s.corpora.scenes.render import SceneRenderer
+from multimodal_s2s.corpora.scenes.render import RenderedScene, SceneRenderer
 from multimodal_s2s.corpora.scenes.stamps import find_objects
 from multimodal_s2s.data.image import build_image_transform, load_image
 
@@ -94,8 +94,9 @@ class _SceneGeometry:
             first, second = (box.centre for box in scene.boxes)
             margins[spec.id] = abs(abs(first[0] - second[0]) - abs(first[1] - second[1]))
             horizontal.append(scene.caption.relation == LEFT)
+            masks = [_drawn_mask(scene, index) for index in range(len(scene.boxes))]
             seen = [
-                PlacedObject(name, *_visible_centre(scene.alphas, index))
+                PlacedObject(name, *_visible_centre(masks, index))
                 for index, name in enumerate(spec.objects)
             ]
             visible.append(caption_structure(seen).relation == scene.caption.relation)
@@ -110,13 +111,21 @@ class _SceneGeometry:
         )
 
 
-def _visible_centre(alphas: list[Image.Image], index: int) -> tuple[float, float]:
-    """The centre of the box around object ``index``'s pixels that no later object covers
-    (alpha at least 1 each; all its pixels when every one is covered)."""
-    shown = alphas[index].point(lambda value: 255 if value else 0)
-    for cover in alphas[index + 1 :]:
-        shown = ImageChops.subtract(shown, cover.point(lambda value: 255 if value else 0))
-    left, top, right, bottom = shown.getbbox() or alphas[index].getbbox()
+def _drawn_mask(scene: RenderedScene, index: int) -> Image.Image:
+    """An image-sized ``L`` mask, 255 where object ``index``'s stamp has alpha at least 1."""
+    stamp, box = scene.stamps[index], scene.boxes[index]
+    mask = Image.new("L", scene.image.size)
+    mask.paste(stamp.getchannel("A").point(lambda value: 255 if value else 0), box[:2])
+    return mask
+
+
+def _visible_centre(masks: list[Image.Image], index: int) -> tuple[float, float]:
+    """The centre of the box around object ``index``'s mask less the masks drawn after it
+    (all of its mask when they cover every pixel)."""
+    shown = masks[index]
+    for cover in masks[index + 1 :]:
+        shown = ImageChops.subtract(shown, cover)
+    left, top, right, bottom = shown.getbbox() or masks[index].getbbox()
     return (left + right) / 2, (top + bottom) / 2
 
 

@@ -19,13 +19,13 @@ from multimodal_s2s.corpora.scenes.stamps import load_stamp
 
 class RenderedScene(NamedTuple):
     """A drawn scene: the RGB image, each object's box (in spec order), its caption parts, and
-    each object's alpha as drawn (mode ``L``, image-sized, 0 outside its box; in spec order,
-    each drawn over the ones before it)."""
+    each object's stamp as drawn (RGBA, the size of its box, pasted at the box's top-left
+    corner; in spec order, each drawn over the ones before it)."""
 
     image: Image.Image
     boxes: list[Box]
     caption: ParsedCaption
-    alphas: list[Image.Image]
+    stamps: list[Image.Image]
 
 
 class SceneRenderer:
@@ -47,19 +47,17 @@ class SceneRenderer:
         sizes = [object_size(s.width / s.height, self.image_size, rng) for s in stamps]
         boxes = place_objects(sizes, self.image_size, rng)
         image = random_view(self._background(spec.background), self.image_size, rng)
-        alphas = []
+        drawn = []
         for stamp, box in zip(stamps, boxes, strict=True):
             scaled = stamp.resize(
                 (box.right - box.left, box.bottom - box.top), Image.Resampling.LANCZOS
             )
             image.paste(scaled, (box.left, box.top), scaled)
-            alpha = Image.new("L", image.size)
-            alpha.paste(scaled.getchannel("A"), (box.left, box.top))
-            alphas.append(alpha)
+            drawn.append(scaled)
         placed = [
             PlacedObject(name, *box.centre) for name, box in zip(spec.objects, boxes, strict=True)
         ]
-        return RenderedScene(image, boxes, caption_structure(placed), alphas)
+        return RenderedScene(image, boxes, caption_structure(placed), drawn)
 
     def _stamp(self, path: Path) -> Image.Image:
         if path not in self._stamps:
