@@ -15,8 +15,6 @@ Layout, for an image of ``W x H`` pixels and ``n = 1 + len(words)`` panels::
 """
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -25,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
+from multimodal_s2s.atomic_file import atomic_write
 from multimodal_s2s.data.image_frontend import Crop
 
 PANEL_COLUMNS = 5
@@ -67,7 +66,8 @@ def save_attention_map(
     picture = image.convert("RGB")
     panels = [picture] + [_attention_panel(picture, step, grid_hw, crop) for step in weights]
     labels = [ORIGINAL_LABEL, *words]
-    _write_png_atomically(_tile_panels(panels, labels), Path(path))
+    with atomic_write(path, binary=True) as file:
+        _tile_panels(panels, labels).save(file, format="PNG")
 
 
 def _attention_panel(
@@ -124,18 +124,3 @@ def _fit_text(
     while text and draw.textlength(text + "...", font=font) > max_width:
         text = text[:-1]
     return text + "..."
-
-
-def _write_png_atomically(figure: Image.Image, path: Path) -> None:
-    """Save ``figure`` to a temporary file next to ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            figure.save(file, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise

@@ -8,16 +8,15 @@ carry CRC-32 checksums; :func:`load_checkpoint` verifies them, so a truncated or
 file is refused by name instead of loading garbage weights.
 """
 
-import os
 import re
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from multimodal_s2s.atomic_file import atomic_write
 from multimodal_s2s.config import Config, config_from_dict
 from multimodal_s2s.data.text import Tokenizer
 from multimodal_s2s.errors import InputError
@@ -32,15 +31,8 @@ RESUME_NAME = re.compile(r"checkpoint-(\d+)\.pt")
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
     """Write ``payload`` to ``path`` atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save({"format": FORMAT, **payload}, file)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, binary=True) as file:
+        torch.save({"format": FORMAT, **payload}, file)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

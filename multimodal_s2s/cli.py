@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from multimodal_s2s.atomic_file import atomic_write
 from multimodal_s2s.caption import add_caption_command
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import load_config, override_config
@@ -98,8 +99,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         if args.report is not None:
             write_manifest(evaluation.records, args.report / f"{split}.jsonl")
     if args.report is not None:
-        args.report.mkdir(parents=True, exist_ok=True)
-        (args.report / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        with atomic_write(args.report / "results.json") as file:
+            file.write(json.dumps(results, indent=2) + "\n")
     return 0
 
 

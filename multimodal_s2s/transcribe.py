@@ -11,9 +11,7 @@ batches, sorted by length inside a window; results come out in input order.
 import argparse
 import dataclasses
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 from torch import Tensor
 from tqdm import tqdm
 
+from multimodal_s2s.atomic_file import atomic_write
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import Config, override_config, split_search_overrides
 from multimodal_s2s.data.audio import SUPPORTED_AUDIO_EXTENSIONS
@@ -158,18 +157,10 @@ def _output_writer(output: str | Path | None) -> Iterator[Writer]:
     if output is None:
         yield lambda path, text, score: print(f"{path}\t{text}", flush=True)
         return
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            yield lambda path, text, score: file.write(
-                json.dumps({"audio": str(path), "text": text, "score": score}) + "\n"
-            )
-        os.replace(temporary, output)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_write(output) as file:
+        yield lambda path, text, score: file.write(
+            json.dumps({"audio": str(path), "text": text, "score": score}) + "\n"
+        )
 
 
 def add_transcribe_command(commands: argparse._SubParsersAction) -> None:

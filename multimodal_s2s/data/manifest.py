@@ -8,13 +8,12 @@ are kept. Command line::
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
+from multimodal_s2s.atomic_file import atomic_write
 from multimodal_s2s.data.audio import audio_duration
 from multimodal_s2s.errors import InputError
 
@@ -63,19 +62,9 @@ def _parse_record(line: str, where: str, keys: tuple[str, str]) -> dict:
 def write_manifest(records: Iterable[dict], path: str | Path) -> None:
     """Write records as JSON Lines atomically (temp file in the same directory, then
     ``os.replace``), creating the parent directory. ``Path`` values become strings."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            for record in records:
-                out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
 
 
 def import_librispeech(root: Path) -> list[dict]:

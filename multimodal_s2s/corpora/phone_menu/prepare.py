@@ -15,7 +15,6 @@ settings finds every file and rewrites nothing (manifests are rewritten only if 
 import argparse
 import hashlib
 import json
-import os
 import random
 import tempfile
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from multimodal_s2s.atomic_file import atomic_write
 from multimodal_s2s.corpora.phone_menu import augment
 from multimodal_s2s.corpora.phone_menu.real import (
     Recording,
@@ -218,9 +218,8 @@ def _augment_and_write(job: _Job, audio: np.ndarray, rate: int, path: Path) -> N
 
 
 def _write_wav(path: Path, audio: np.ndarray) -> None:
-    partial = path.with_suffix(".partial.wav")
-    sf.write(partial, np.clip(audio, -1.0, 1.0), augment.SAMPLE_RATE, subtype="PCM_16")
-    os.replace(partial, path)
+    with atomic_write(path, binary=True) as file:
+        sf.write(file, np.clip(audio, -1.0, 1.0), augment.SAMPLE_RATE, "PCM_16", format="WAV")
 
 
 def _convert_real(recordings: list[Recording], out_dir: Path) -> list[dict]:
@@ -252,7 +251,8 @@ def _entry(path: Path, text: str, voice: str, utterance_id: str) -> dict:
 def _write_manifest(path: Path, entries: list[dict]) -> Path:
     content = "".join(json.dumps(entry) + "\n" for entry in entries)
     if not path.is_file() or path.read_text() != content:
-        path.write_text(content)
+        with atomic_write(path) as file:
+            file.write(content)
     return path
 
 

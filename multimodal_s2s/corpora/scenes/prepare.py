@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import multiprocessing
-import os
 import random
 import shutil
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import NamedTuple
 
 from tqdm import tqdm
 
+from multimodal_s2s.atomic_file import atomic_write
 from multimodal_s2s.corpora.scenes.backgrounds import (
     DEFAULT_BACKGROUND_ROOT,
     find_photos,
@@ -30,6 +30,7 @@ from multimodal_s2s.corpora.scenes.caption import format_caption
 from multimodal_s2s.corpora.scenes.plan import SPLITS, SceneSpec, plan_scenes, split_backgrounds
 from multimodal_s2s.corpora.scenes.render import SceneRenderer
 from multimodal_s2s.corpora.scenes.stamps import DEFAULT_STAMP_ROOT, find_objects
+from multimodal_s2s.data.manifest import write_manifest
 from multimodal_s2s.errors import InputError
 
 CORPUS_VERSION = 3  # 3: a tenth of the training scenes hold one object (plan.SINGLE_FRACTION)
@@ -102,8 +103,9 @@ def prepare_corpus(
     job = _Job(image_size, seed, photos, out_dir / "images", image_format)
     rows = _render_all(plan, job, jobs, progress)
     for split in SPLITS:
-        _write_atomically(manifests[split], "".join(json.dumps(r) + "\n" for r in rows[split]))
-    _write_atomically(out_dir / _MARKER, json.dumps({"settings": settings}, indent=1) + "\n")
+        write_manifest(rows[split], manifests[split])
+    with atomic_write(out_dir / _MARKER) as marker:
+        marker.write(json.dumps({"settings": settings}, indent=1) + "\n")
     return manifests
 
 
@@ -228,12 +230,6 @@ def _render_batch(batch: tuple[str, list[SceneSpec]]) -> list[dict]:
             }
         )
     return rows
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)
 
 
 if __name__ == "__main__":

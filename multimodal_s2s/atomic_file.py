@@ -1,0 +1,41 @@
+"""Writing a file so that readers see either its old content or the whole new one."""
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextmanager
+def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO[Any]]:
+    """An open file whose content replaces ``path`` when the ``with`` block ends cleanly.
+
+    The content goes to a temporary file in ``path``'s folder (created if missing), which is
+    flushed to disk and renamed over ``path``; if the block raises (Ctrl-C included), the
+    temporary file is removed and ``path`` is left as it was. The new file gets the
+    permissions a plain ``open`` would give it (``0o666`` less the umask), not the
+    owner-only mode of a temporary file. Text mode writes UTF-8.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        mode, encoding = ("wb", None) if binary else ("w", "utf-8")
+        with os.fdopen(handle, mode, encoding=encoding) as file:
+            os.fchmod(file.fileno(), 0o666 & ~_umask())
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    """The process's file-creation mask (reading it means setting it, so it is set back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
