@@ -107,6 +107,16 @@ def test_zero_length_audio_is_named(tmp_path):
         audio_duration(path)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_samples_are_named(tmp_path, bad):
+    samples = _sine(440.0, 16000, 0.5)
+    samples[100] = bad
+    path = tmp_path / "broken.wav"
+    soundfile.write(path, samples, 16000, subtype="FLOAT")
+    with pytest.raises(InputError, match=f"{path}: audio holds non-finite samples"):
+        load_audio(path)
+
+
 def test_error_messages_are_one_line(tmp_path):
     path = tmp_path / "corrupt.ogg"
     path.write_bytes(b"\x00\x01" * 100)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import soundfile
 import torch
 import torchaudio.functional
@@ -23,7 +24,8 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> Tensor:
         ``(N,)`` float32 in ``[-1, 1]``.
 
     Raises:
-        InputError: the file is missing, empty, undecodable or holds no samples.
+        InputError: the file is missing, empty, undecodable, holds no samples or holds
+            NaN or infinite samples (a float file can).
     """
     if sample_rate <= 0:
         raise InputError(f"sample_rate must be positive, got {sample_rate}")
@@ -35,6 +37,8 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> Tensor:
         raise InputError(f"{path}: cannot decode audio ({_one_line(error)})") from error
     if samples.shape[0] == 0:
         raise InputError(f"{path}: audio has zero length")
+    if not np.isfinite(samples).all():
+        raise InputError(f"{path}: audio holds non-finite samples (NaN or infinity)")
     wave = torch.from_numpy(samples).mean(dim=1)
     if file_rate != sample_rate:
         wave = torchaudio.functional.resample(wave, file_rate, sample_rate)
