@@ -1,6 +1,7 @@
 """The ``ms2s`` command line."""
 
 import argparse
+import importlib.metadata
 import json
 import sys
 from collections.abc import Sequence
@@ -38,6 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ms2s", description=__doc__)
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {importlib.metadata.version('multimodal_s2s')}",
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     train_parser = commands.add_parser("train", help="train (or resume) a model from a config")

@@ -1,3 +1,4 @@
+import importlib.metadata
 import importlib.util
 import json
 import math
@@ -186,6 +187,13 @@ def test_cli_reports_bad_config_keys_in_one_line(tmp_path, capsys):
     assert main(["train", str(config), "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "unknown config key 'encoder.hidden'" in error
+
+
+def test_cli_prints_the_installed_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == "ms2s " + importlib.metadata.version("multimodal_s2s")
 
 
 def test_token_loss_ignores_padding_and_smooths():
