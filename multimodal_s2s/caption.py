@@ -22,7 +22,11 @@ from tqdm import tqdm
 from multimodal_s2s.attention_maps import save_attention_map
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import override_config, split_search_overrides
-from multimodal_s2s.data.files import find_files_reporting, report_skipped
+from multimodal_s2s.data.files import (
+    add_batch_command_arguments,
+    find_files_reporting,
+    report_skipped,
+)
 from multimodal_s2s.data.image import SUPPORTED_IMAGE_EXTENSIONS, load_image
 from multimodal_s2s.data.images import ImageData, ImageDataConfig
 from multimodal_s2s.data.manifest import write_manifest
@@ -89,18 +93,8 @@ def caption(
 def add_caption_command(subparsers: argparse._SubParsersAction) -> None:
     """Register ``caption`` on the ``ms2s`` sub-command parser."""
     parser = subparsers.add_parser("caption", help="caption image files with a checkpoint")
-    parser.add_argument("--model", type=Path, required=True, help="checkpoint")
-    parser.add_argument(
-        "paths",
-        nargs="+",
-        help="image files, folders (recursive) or globs; search.KEY=VALUE items override the "
-        "checkpoint's search settings",
-    )
-    parser.add_argument("--output", type=Path, help="JSON Lines output (default: stdout TSV)")
-    parser.add_argument("--beam", type=int, default=5, help="beam size (1 = greedy)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
+    add_batch_command_arguments(parser, "image", beam=5, batch_unit="images")
     parser.add_argument("--attention-maps", type=Path, help="folder for attention figures")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.set_defaults(run=_run_caption)
 
 

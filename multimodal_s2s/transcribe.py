@@ -24,7 +24,11 @@ from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import Config, override_config, split_search_overrides
 from multimodal_s2s.data.audio import SUPPORTED_AUDIO_EXTENSIONS
 from multimodal_s2s.data.base import DataSource
-from multimodal_s2s.data.files import find_files_reporting, report_skipped
+from multimodal_s2s.data.files import (
+    add_batch_command_arguments,
+    find_files_reporting,
+    report_skipped,
+)
 from multimodal_s2s.data.pauses import split_at_pauses
 from multimodal_s2s.data.text import Tokenizer
 from multimodal_s2s.decode import Decoded, decode_batch
@@ -166,19 +170,7 @@ def _output_writer(output: str | Path | None) -> Iterator[Writer]:
 def add_transcribe_command(commands: argparse._SubParsersAction) -> None:
     """Register ``transcribe`` on the ``ms2s`` sub-command parsers."""
     parser = commands.add_parser("transcribe", help="transcribe audio files with a checkpoint")
-    parser.add_argument("--model", type=Path, required=True, help="checkpoint")
-    parser.add_argument(
-        "paths",
-        nargs="+",
-        help="audio files, directories or glob patterns; search.KEY=VALUE items override the "
-        "checkpoint's search settings",
-    )
-    parser.add_argument(
-        "--output", type=Path, help="JSON Lines file (default: path<TAB>text lines on stdout)"
-    )
-    parser.add_argument("--beam", type=int, default=8, help="beam size (1 = greedy)")
-    parser.add_argument("--batch-size", type=int, default=16, help="chunks decoded at once")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    add_batch_command_arguments(parser, "audio", beam=8, batch_unit="chunks")
     parser.add_argument(
         "--max-chunk-seconds",
         type=float,

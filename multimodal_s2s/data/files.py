@@ -1,5 +1,6 @@
 """Expanding command-line inputs (files, folders, glob patterns) into source files."""
 
+import argparse
 import glob
 import sys
 from pathlib import Path
@@ -41,6 +42,28 @@ def find_files_reporting(
             report_skipped(error)
             skipped = True
     return list(found), skipped
+
+
+def add_batch_command_arguments(
+    parser: argparse.ArgumentParser, kind: str, beam: int, batch_unit: str
+) -> None:
+    """The arguments that the batch decoding commands (``transcribe``, ``caption``) share:
+    ``--model``, the ``kind`` inputs (``search.KEY=VALUE`` items among them override the
+    checkpoint's search settings), ``--output``, ``--beam`` (default ``beam``),
+    ``--batch-size`` (of ``batch_unit``) and ``--device``."""
+    parser.add_argument("--model", type=Path, required=True, help="checkpoint")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        help=f"{kind} files, folders (recursive) or glob patterns; search.KEY=VALUE items "
+        "override the checkpoint's search settings",
+    )
+    parser.add_argument(
+        "--output", type=Path, help="JSON Lines file (default: path<TAB>text lines on stdout)"
+    )
+    parser.add_argument("--beam", type=int, default=beam, help="beam size (1 = greedy)")
+    parser.add_argument("--batch-size", type=int, default=16, help=f"{batch_unit} decoded at once")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
 
 
 def report_skipped(error: InputError) -> None:
