@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         help="default: the data's eval splits (dotted overrides after it are still overrides)",
     )
     evaluate_parser.add_argument("--beam", type=int, default=None, help="beam size (1 = greedy)")
-    evaluate_parser.add_argument("--device", default="auto")
+    evaluate_parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     evaluate_parser.add_argument(
         "--report", type=Path, help="folder for results.json and <split>.jsonl per-item records"
     )
