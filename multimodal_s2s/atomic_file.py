@@ -7,6 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from multimodal_s2s.errors import InputError
+
 
 @contextmanager
 def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO[Any]]:
@@ -17,8 +19,13 @@ def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO[Any]]:
     temporary file is removed and ``path`` is left as it was. The new file gets the
     permissions a plain ``open`` would give it (``0o666`` less the umask), not the
     owner-only mode of a temporary file. Text mode writes UTF-8.
+
+    Raises:
+        InputError: before anything is written, when ``path`` cannot be a file
+            (``check_writable``).
     """
     path = Path(path)
+    check_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -32,6 +39,26 @@ def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO[Any]]:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: str | Path, folder: bool = False) -> None:
+    """Fail early, before any work whose result would go to ``path``, where that path cannot
+    be written: a file path that is a folder, a folder path that is a file, or a path below
+    a file.
+
+    Raises:
+        InputError: naming ``path`` and what stands in the way.
+    """
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise InputError(f"{path}: is a {'file' if folder else 'folder'}, not a {_kind(folder)}")
+    existing = next((parent for parent in path.parents if parent.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise InputError(f"{path}: cannot write a {_kind(folder)} below {existing}, a file")
+
+
+def _kind(folder: bool) -> str:
+    return "folder" if folder else "file"
 
 
 def _umask() -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from multimodal_s2s.atomic_file import check_writable
 from multimodal_s2s.attention_maps import save_attention_map
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import override_config, split_search_overrides
@@ -56,10 +57,15 @@ def caption(
 
     Raises:
         InputError: the checkpoint is unusable or not an image captioning model, or
-            ``beam`` / ``batch_size`` is below 1.
+            ``beam`` / ``batch_size`` is below 1, or ``output`` / ``attention_maps`` cannot be
+            written (checked before any image is captioned).
     """
     if beam < 1 or batch_size < 1:
         raise InputError(f"--beam and --batch-size must be >= 1, got {beam} and {batch_size}")
+    if output is not None:
+        check_writable(output)
+    if attention_maps is not None:
+        check_writable(attention_maps, folder=True)
     target = resolve_device(device)
     model, tokenizer, config = load_model(model_path, target)
     if not isinstance(config.data, ImageDataConfig):

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from multimodal_s2s.atomic_file import atomic_write
+from multimodal_s2s.atomic_file import atomic_write, check_writable
 from multimodal_s2s.caption import add_caption_command
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import load_config, override_config
@@ -88,6 +88,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.report is not None:
+        check_writable(args.report, folder=True)
     device = resolve_device(args.device)
     model, tokenizer, config = load_model(args.model, device)
     requested = args.splits or []

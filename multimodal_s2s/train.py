@@ -42,6 +42,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from multimodal_s2s.atomic_file import check_writable
 from multimodal_s2s.bag_of_words import bag_of_words_loss
 from multimodal_s2s.checkpoint import (
     load_checkpoint,
@@ -155,6 +156,7 @@ class _Run:
     ) -> None:
         self.config = config
         self.out_dir = out_dir
+        check_writable(out_dir, folder=True)
         out_dir.mkdir(parents=True, exist_ok=True)
         self.dist = dist
         self.progress = progress and dist.is_main

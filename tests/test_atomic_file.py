@@ -5,9 +5,10 @@ import stat
 
 import pytest
 
-from multimodal_s2s.atomic_file import atomic_write
+from multimodal_s2s.atomic_file import atomic_write, check_writable
 from multimodal_s2s.checkpoint import save_checkpoint
 from multimodal_s2s.data.manifest import write_manifest
+from multimodal_s2s.errors import InputError
 
 
 @pytest.fixture
@@ -56,3 +57,23 @@ def test_checkpoints_and_manifests_are_readable_by_the_group(tmp_path, umask_027
     path = tmp_path / "written"
     write(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_check_writable_names_what_stands_in_the_way(tmp_path):
+    folder, file = tmp_path / "folder", tmp_path / "file.txt"
+    folder.mkdir()
+    file.write_text("x")
+    check_writable(tmp_path / "new" / "deeper" / "out.jsonl")
+    check_writable(folder / "maps", folder=True)
+    with pytest.raises(InputError, match=f"{folder}: is a folder, not a file"):
+        check_writable(folder)
+    with pytest.raises(InputError, match=f"{file}: is a file, not a folder"):
+        check_writable(file, folder=True)
+    with pytest.raises(InputError, match=f"cannot write a file below {file}, a file"):
+        check_writable(file / "out.jsonl")
+
+
+def test_atomic_write_to_a_folder_fails_before_writing_anything(tmp_path):
+    with pytest.raises(InputError, match="is a folder"), atomic_write(tmp_path) as file:
+        file.write("never")
+    assert list(tmp_path.iterdir()) == []

@@ -157,6 +157,27 @@ def test_command_line_arguments_reach_caption(trained, tmp_path, capsys):
     assert [r["image"] for r in _records(output)] == [str(images / "00.png")]
 
 
+@pytest.mark.parametrize("option", ["--output", "--attention-maps"])
+def test_an_unwritable_output_is_refused_before_any_image_is_captioned(
+    trained, tmp_path, capsys, option
+):
+    checkpoint, images = trained
+    in_the_way = tmp_path / "in_the_way"
+    if option == "--output":
+        in_the_way.mkdir()
+    else:
+        in_the_way.write_text("a file")
+    with pytest.raises(InputError, match=f"{in_the_way}: is a "):
+        caption(
+            checkpoint,
+            [str(images)],
+            in_the_way if option == "--output" else None,
+            attention_maps=in_the_way if option == "--attention-maps" else None,
+            device="cpu",
+        )
+    assert capsys.readouterr().out == ""
+
+
 def test_search_overrides_on_the_command_line_change_the_checkpoints_search(
     trained, tmp_path, capsys
 ):
