@@ -101,7 +101,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     data = build_source(config)
     results = {}
     for split in splits or data.eval_splits:
-        evaluation = evaluate_model(model, tokenizer, data, split, config, device)
+        evaluation = evaluate_model(model, tokenizer, data, split, config, device, progress=True)
         results[split] = evaluation.metrics
         print(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in evaluation.metrics.items()))
         if args.report is not None:

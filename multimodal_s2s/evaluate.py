@@ -4,6 +4,7 @@ import time
 from typing import Any, NamedTuple
 
 import torch
+from tqdm import tqdm
 
 from multimodal_s2s.config import Config
 from multimodal_s2s.data.base import DataSource
@@ -31,6 +32,7 @@ def evaluate_model(
     device: torch.device | str,
     beam: bool = True,
     dist: Distributed = SINGLE_PROCESS,
+    progress: bool = False,
 ) -> Evaluation:
     """Decode one split and score it.
 
@@ -41,12 +43,23 @@ def evaluate_model(
     Metrics: ``loss`` per token (teacher forcing, no smoothing), ``decode_seconds`` (time in
     search, including encoding, summed over ranks), ``items``, and the data source's
     ``score`` (``wer`` first).
+
+    ``progress`` shows a progress bar over this process's batches on stderr (when it is a
+    terminal).
     """
     was_training = model.training
     model.eval()
     total_loss, total_tokens, decode_seconds, numbered = 0.0, 0, 0.0, []
     batches = data.batches(split, train=False, batch_size=config.train.batch_size, shard=dist.shard)
-    for local_index, batch in enumerate(batches):
+    bar = tqdm(
+        batches,
+        desc=f"evaluating {split}",
+        unit="batch",
+        disable=None if progress else True,
+        dynamic_ncols=True,
+        leave=False,
+    )
+    for local_index, batch in enumerate(bar):
         sources, lengths = batch.tensors_on(device)
         inputs, targets = teacher_forcing_pair([tokenizer.encode(t) for t in batch.texts])
         log_probs, _, _ = model(sources, lengths, inputs.to(device))

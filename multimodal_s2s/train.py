@@ -400,6 +400,7 @@ class _Run:
             self.device,
             beam=False,
             dist=self.dist,
+            progress=self.progress,
         ).metrics
 
     def _end_epoch(self, metrics: dict[str, float]) -> None:

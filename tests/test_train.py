@@ -1,7 +1,9 @@
 import importlib.metadata
 import importlib.util
+import io
 import json
 import math
+import sys
 
 import pytest
 import torch
@@ -283,6 +285,21 @@ def test_evaluate_cli_takes_overrides_before_or_after_splits(tmp_path, capsys):
     assert "has no split 'nope'" in capsys.readouterr().err
     assert main(["evaluate", "--model", model, "decoder.hidden_dim=8"]) == 2
     assert "can only override data.* and search.*" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_evaluation_shows_a_progress_bar_in_a_terminal_when_asked(tmp_path, monkeypatch, progress):
+    config = load_config(None, SEQUENCES + SMALL + ["data.num_train=8", "data.num_dev=4"])
+    run = _Run(config, tmp_path, progress=False, resume=False)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    evaluate_model(run.model, run.tokenizer, run.data, "dev", config, "cpu", progress=progress)
+    assert ("evaluating dev" in terminal.getvalue()) == progress
 
 
 @pytest.mark.parametrize(("select_by", "kept", "best"), [("error", [1, 3], 1), ("loss", [2, 3], 3)])
