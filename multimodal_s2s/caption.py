@@ -30,7 +30,7 @@ from multimodal_s2s.data.files import (
 )
 from multimodal_s2s.data.image import SUPPORTED_IMAGE_EXTENSIONS, load_image
 from multimodal_s2s.data.images import ImageData, ImageDataConfig
-from multimodal_s2s.data.manifest import write_manifest
+from multimodal_s2s.data.manifest import collected_records
 from multimodal_s2s.data.text import EOS_ID, Tokenizer
 from multimodal_s2s.decode import Decoded, decode_batch
 from multimodal_s2s.errors import InputError
@@ -76,23 +76,20 @@ def caption(
     search = dataclasses.replace(config.search, beam_size=beam)
     files, failed = find_files_reporting(paths, SUPPORTED_IMAGE_EXTENSIONS, "image")
     root = _common_folder(files)
-    records = []
     bar = tqdm(total=len(files), unit="image", file=sys.stderr, disable=None, dynamic_ncols=True)
-    for chunk in _chunks(files, batch_size):
-        loaded, sources = _read_images(chunk, config.data)
-        failed |= len(loaded) < len(chunk)
-        decoded = _decode(model, tokenizer, sources, search, target)
-        for path, result in zip(loaded, decoded, strict=True):
-            records.append({"image": str(path), "caption": result.text, "score": result.score})
-            if output is None:
-                tqdm.write(f"{path}\t{result.text}", file=sys.stdout)
-            if attention_maps is not None:
-                map_path = attention_maps / f"{path.resolve().relative_to(root)}.png"
-                _save_map(model, tokenizer, config.data.image_size, path, result, map_path)
-        bar.update(len(chunk))
-    bar.close()
-    if output is not None:
-        write_manifest(records, output)
+    with bar, collected_records(output) as records:
+        for chunk in _chunks(files, batch_size):
+            loaded, sources = _read_images(chunk, config.data)
+            failed |= len(loaded) < len(chunk)
+            decoded = _decode(model, tokenizer, sources, search, target)
+            for path, result in zip(loaded, decoded, strict=True):
+                records.append({"image": str(path), "caption": result.text, "score": result.score})
+                if output is None:
+                    tqdm.write(f"{path}\t{result.text}", file=sys.stdout)
+                if attention_maps is not None:
+                    map_path = attention_maps / f"{path.resolve().relative_to(root)}.png"
+                    _save_map(model, tokenizer, config.data.image_size, path, result, map_path)
+            bar.update(len(chunk))
     return 1 if failed else 0
 
 

@@ -10,16 +10,14 @@ batches, sorted by length inside a window; results come out in input order.
 
 import argparse
 import dataclasses
-import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from torch import Tensor
 from tqdm import tqdm
 
-from multimodal_s2s.atomic_file import atomic_write
+from multimodal_s2s.atomic_file import check_writable
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import Config, override_config, split_search_overrides
 from multimodal_s2s.data.audio import SUPPORTED_AUDIO_EXTENSIONS
@@ -29,6 +27,7 @@ from multimodal_s2s.data.files import (
     find_files_reporting,
     report_skipped,
 )
+from multimodal_s2s.data.manifest import collected_records
 from multimodal_s2s.data.pauses import split_at_pauses
 from multimodal_s2s.data.text import Tokenizer
 from multimodal_s2s.decode import Decoded, decode_batch
@@ -38,8 +37,6 @@ from multimodal_s2s.sources import SOURCES
 from multimodal_s2s.train import resolve_device
 
 _WINDOW_BATCHES = 4
-
-Writer = Callable[[Path, str, float], None]
 
 
 def transcribe(
@@ -55,7 +52,8 @@ def transcribe(
 ) -> int:
     """Transcribe audio files; returns 0, or 1 when any input could not be read.
 
-    Writes JSON Lines ``{"audio", "text", "score"}`` to ``output`` (atomically), or
+    Writes JSON Lines ``{"audio", "text", "score"}`` to ``output`` (atomically; Ctrl-C
+    leaves the finished files' lines in ``<output>.partial``, ``collected_records``), or
     ``path<TAB>text`` lines to stdout when ``output`` is None. ``score`` is the search's rank
     score, averaged over the chunks of a long file. ``beam`` 1 decodes greedily.
     ``search_overrides``: ``search.KEY=VALUE`` changes to the checkpoint's search settings
@@ -69,6 +67,8 @@ def transcribe(
             "--beam and --batch-size must be >= 1, --max-chunk-seconds > 0 and "
             "--min-pause-seconds >= 0"
         )
+    if output is not None:
+        check_writable(output)
     files, failed = find_files_reporting(paths, SUPPORTED_AUDIO_EXTENSIONS, "audio")
     if not files:
         return 1
@@ -81,7 +81,7 @@ def transcribe(
     )
     window_size = batch_size * _WINDOW_BATCHES
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=None, dynamic_ncols=True)
-    with bar, _output_writer(output) as write:
+    with bar, collected_records(output) as records:
         for first in range(0, len(files), window_size):
             window = files[first : first + window_size]
             chunks: dict[Path, list[Tensor]] = {}
@@ -92,7 +92,9 @@ def transcribe(
                     report_skipped(error)
                     failed = True
             for path, text, score in transcriber.decode(chunks):
-                write(path, text, score)
+                records.append({"audio": str(path), "text": text, "score": score})
+                if output is None:
+                    tqdm.write(f"{path}\t{text}", file=sys.stdout)
             bar.update(len(window))
     return 1 if failed else 0
 
@@ -152,19 +154,6 @@ class _Transcriber:
             for index, result in zip(batch, decoded, strict=True):
                 results[index] = result
         return results
-
-
-@contextmanager
-def _output_writer(output: str | Path | None) -> Iterator[Writer]:
-    """A ``write(path, text, score)`` to stdout, or to ``output`` via a temp file that
-    replaces it only when every input has been processed."""
-    if output is None:
-        yield lambda path, text, score: print(f"{path}\t{text}", flush=True)
-        return
-    with atomic_write(output) as file:
-        yield lambda path, text, score: file.write(
-            json.dumps({"audio": str(path), "text": text, "score": score}) + "\n"
-        )
 
 
 def add_transcribe_command(commands: argparse._SubParsersAction) -> None:

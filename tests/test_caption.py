@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+import multimodal_s2s.caption as caption_module
 from multimodal_s2s.attention_maps import LABEL_HEIGHT, PADDING, PANEL_COLUMNS
 from multimodal_s2s.caption import MIN_DISPLAY_SIZE, add_caption_command, caption
 from multimodal_s2s.checkpoint import save_checkpoint
@@ -176,6 +177,28 @@ def test_an_unwritable_output_is_refused_before_any_image_is_captioned(
             device="cpu",
         )
     assert capsys.readouterr().out == ""
+
+
+def test_an_interrupted_run_keeps_the_finished_captions_in_a_partial_file(
+    trained, tmp_path, monkeypatch
+):
+    checkpoint, images = trained
+    decode = caption_module._decode
+    calls = []
+
+    def interrupted_after_the_first_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(caption_module, "_decode", interrupted_after_the_first_batch)
+    output = tmp_path / "out.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        caption(checkpoint, [str(images)], output, batch_size=4, device="cpu")
+    assert not output.exists()
+    finished = _records(tmp_path / "out.jsonl.partial")
+    assert [r["image"] for r in finished] == [str(p) for p in sorted(images.glob("*.png"))[:4]]
 
 
 def test_search_overrides_on_the_command_line_change_the_checkpoints_search(

@@ -6,6 +6,7 @@ import pytest
 import soundfile
 
 from multimodal_s2s.data.manifest import (
+    collected_records,
     import_kaldi,
     import_librispeech,
     main,
@@ -216,3 +217,25 @@ def test_main_writes_a_manifest(kaldi_dir, tmp_path, capsys):
     assert "wrote 2 utterances" in capsys.readouterr().out
     assert main(["librispeech", str(tmp_path / "absent"), str(out)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_collected_records_are_written_when_the_block_ends(tmp_path):
+    output = tmp_path / "out.jsonl"
+    with collected_records(output) as records:
+        records.append({"audio": "a.wav", "text": "one"})
+        assert not output.exists()
+    assert output.read_text() == '{"audio": "a.wav", "text": "one"}\n'
+    with collected_records(None) as records:
+        records.append({"audio": "b.wav", "text": "two"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_an_interrupt_leaves_the_collected_records_in_a_partial_file(tmp_path, capsys):
+    output = tmp_path / "out.jsonl"
+    with pytest.raises(KeyboardInterrupt), collected_records(output) as records:
+        records.append({"audio": "a.wav", "text": "one"})
+        raise KeyboardInterrupt
+    assert not output.exists()
+    partial = tmp_path / "out.jsonl.partial"
+    assert partial.read_text() == '{"audio": "a.wav", "text": "one"}\n'
+    assert "interrupted: 1 finished results kept in" in capsys.readouterr().err

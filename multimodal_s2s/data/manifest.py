@@ -10,7 +10,8 @@ import argparse
 import json
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from multimodal_s2s.atomic_file import atomic_write
@@ -65,6 +66,29 @@ def write_manifest(records: Iterable[dict], path: str | Path) -> None:
     with atomic_write(path) as out:
         for record in records:
             out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+
+
+@contextmanager
+def collected_records(path: str | Path | None) -> Iterator[list[dict]]:
+    """A list for a batch command's result records, written to ``path`` by
+    ``write_manifest`` when the block ends (nothing is written for ``None``).
+
+    If Ctrl-C interrupts the block, the records collected so far go to ``<path>.partial``
+    instead (and a line on stderr says so) before the interrupt goes on, so finished work is
+    not lost while ``path`` never holds an incomplete result.
+    """
+    records: list[dict] = []
+    try:
+        yield records
+    except KeyboardInterrupt:
+        if path is not None and records:
+            partial = Path(path).with_name(Path(path).name + ".partial")
+            write_manifest(records, partial)
+            kept = f"interrupted: {len(records)} finished results kept in {partial}"
+            print(kept, file=sys.stderr)
+        raise
+    if path is not None:
+        write_manifest(records, path)
 
 
 def import_librispeech(root: Path) -> list[dict]:
