@@ -33,8 +33,17 @@ if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
 else
   precision=(train.cpu_bfloat16=false)
 fi
-global_batch=$("$venv/bin/python" -c "from multimodal_s2s.config import load_config as l
-print(l('$recipe/config.yaml').train.batch_size)")
+# The global batch and the image size the corpus is drawn at, from the config with the
+# command line's overrides (so that `run.sh data.image_size=80` draws 80-pixel scenes).
+sizes=$("$venv/bin/python" -c "import sys
+from multimodal_s2s.config import load_config
+from multimodal_s2s.errors import InputError
+try:
+    config = load_config('$recipe/config.yaml', sys.argv[1:])
+except InputError as error:
+    sys.exit(f'error: {error}')
+print(config.train.batch_size, config.data.image_size)" "$@")
+read -r global_batch image_size <<< "$sizes"
 mkdir -p "$out"
 timings="$out/timings.tsv"
 : > "$timings"
@@ -47,7 +56,7 @@ step() {  # step NAME COMMAND...: run a command, record its start and end time (
 
 step packages bash "$recipe/install_system_packages.sh"
 step data "$venv/bin/python" -m multimodal_s2s.corpora.scenes.prepare "$cache" \
-  --image-size 64 --num-train 40000 --num-dev 500 --num-test 1000 --jobs 2
+  --image-size "$image_size" --num-train 40000 --num-dev 500 --num-test 1000 --jobs 2
 step train "$venv/bin/python" -m torch.distributed.run --standalone \
   --nproc_per_node="$processes" -m multimodal_s2s.cli train "$recipe/config.yaml" \
   "data.train=$cache/train.jsonl" "data.dev=$cache/dev.jsonl" "data.test.test=$cache/test.jsonl" \
