@@ -26,6 +26,7 @@ from multimodal_s2s.config import override_config, split_search_overrides
 from multimodal_s2s.data.files import (
     add_batch_command_arguments,
     find_files_reporting,
+    print_result,
     report_skipped,
 )
 from multimodal_s2s.data.image import SUPPORTED_IMAGE_EXTENSIONS, load_image
@@ -85,7 +86,7 @@ def caption(
             for path, result in zip(loaded, decoded, strict=True):
                 records.append({"image": str(path), "caption": result.text, "score": result.score})
                 if output is None:
-                    tqdm.write(f"{path}\t{result.text}", file=sys.stdout)
+                    print_result(path, result.text)
                 if attention_maps is not None:
                     map_path = attention_maps / f"{path.resolve().relative_to(root)}.png"
                     _save_map(model, tokenizer, config.data.image_size, path, result, map_path)

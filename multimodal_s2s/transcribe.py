@@ -25,6 +25,7 @@ from multimodal_s2s.data.base import DataSource
 from multimodal_s2s.data.files import (
     add_batch_command_arguments,
     find_files_reporting,
+    print_result,
     report_skipped,
 )
 from multimodal_s2s.data.manifest import collected_records
@@ -94,7 +95,7 @@ def transcribe(
             for path, text, score in transcriber.decode(chunks):
                 records.append({"audio": str(path), "text": text, "score": score})
                 if output is None:
-                    tqdm.write(f"{path}\t{text}", file=sys.stdout)
+                    print_result(path, text)
             bar.update(len(window))
     return 1 if failed else 0
 

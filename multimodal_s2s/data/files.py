@@ -66,6 +66,13 @@ def add_batch_command_arguments(
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
 
 
+def print_result(path: Path, text: str) -> None:
+    """One ``path<TAB>text`` line on stdout for a batch command without ``--output``,
+    written around any progress bar and flushed at once (so a pipe sees it)."""
+    tqdm.write(f"{path}\t{text}", file=sys.stdout)
+    sys.stdout.flush()
+
+
 def report_skipped(error: InputError) -> None:
     """One ``error: ...`` line on stderr for an input a batch command skips."""
     tqdm.write(f"error: {error}", file=sys.stderr)
