@@ -63,8 +63,6 @@ def caption(
     """
     if beam < 1 or batch_size < 1:
         raise InputError(f"--beam and --batch-size must be >= 1, got {beam} and {batch_size}")
-    if output is not None:
-        check_writable(output)
     if attention_maps is not None:
         check_writable(attention_maps, folder=True)
     target = resolve_device(device)

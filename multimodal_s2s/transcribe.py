@@ -17,7 +17,6 @@ from pathlib import Path
 from torch import Tensor
 from tqdm import tqdm
 
-from multimodal_s2s.atomic_file import check_writable
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import Config, override_config, split_search_overrides
 from multimodal_s2s.data.audio import SUPPORTED_AUDIO_EXTENSIONS
@@ -68,8 +67,6 @@ def transcribe(
             "--beam and --batch-size must be >= 1, --max-chunk-seconds > 0 and "
             "--min-pause-seconds >= 0"
         )
-    if output is not None:
-        check_writable(output)
     files, failed = find_files_reporting(paths, SUPPORTED_AUDIO_EXTENSIONS, "audio")
     if not files:
         return 1

@@ -239,3 +239,10 @@ def test_an_interrupt_leaves_the_collected_records_in_a_partial_file(tmp_path, c
     partial = tmp_path / "out.jsonl.partial"
     assert partial.read_text() == '{"audio": "a.wav", "text": "one"}\n'
     assert "interrupted: 1 finished results kept in" in capsys.readouterr().err
+
+
+def test_collected_records_refuse_an_unwritable_path_before_the_block_runs(tmp_path):
+    ran = []
+    with pytest.raises(InputError, match="is a folder"), collected_records(tmp_path):
+        ran.append(True)
+    assert ran == []

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from multimodal_s2s.atomic_file import atomic_write
+from multimodal_s2s.atomic_file import atomic_write, check_writable
 from multimodal_s2s.data.audio import audio_duration
 from multimodal_s2s.errors import InputError
 
@@ -76,7 +76,13 @@ def collected_records(path: str | Path | None) -> Iterator[list[dict]]:
     If Ctrl-C interrupts the block, the records collected so far go to ``<path>.partial``
     instead (and a line on stderr says so) before the interrupt goes on, so finished work is
     not lost while ``path`` never holds an incomplete result.
+
+    Raises:
+        InputError: on entry, before any work, when ``path`` cannot be written
+            (``check_writable``).
     """
+    if path is not None:
+        check_writable(path)
     records: list[dict] = []
     try:
         yield records
