@@ -12,6 +12,7 @@ import time
 import torch
 from machine import describe
 
+from multimodal_s2s.allocator import reuse_freed_memory
 from multimodal_s2s.config import load_config
 from multimodal_s2s.data.text import EOS_ID
 from multimodal_s2s.decode import full_float32_on_cuda
@@ -39,6 +40,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     device = resolve_device(args.device)
     full_float32_on_cuda()
+    reuse_freed_memory()  # as the ms2s command line does
     config = load_config(
         None,
         [

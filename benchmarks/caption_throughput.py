@@ -4,7 +4,9 @@ Same trained checkpoint, same preloaded images (the first ``--num-images`` of a 
 checkpoint's data, read and resized before timing), same process. Times ``decode_batch``
 (encoder + beam search + detokenisation), best of ``--repeats`` alternating runs of each mode,
 and reports images per second and their ratio; exits non-zero unless both modes give the same
-captions. Run: ``python benchmarks/caption_throughput.py --model exp/scenes_captioning/best.pt``.
+captions. Run: ``python benchmarks/caption_throughput.py --model exp/scenes_captioning/best.pt``,
+optionally followed by ``search.KEY=VALUE`` changes to the checkpoint's search settings (as
+``ms2s caption`` takes them), e.g. ``search.cpu_bfloat16=false``.
 """
 
 import argparse
@@ -19,7 +21,9 @@ import torch
 from machine import describe
 from torch import Tensor
 
+from multimodal_s2s.allocator import reuse_freed_memory
 from multimodal_s2s.checkpoint import load_model
+from multimodal_s2s.config import override_config
 from multimodal_s2s.decode import decode_batch, full_float32_on_cuda
 from multimodal_s2s.train import build_source, resolve_device
 
@@ -36,11 +40,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="best of N alternating runs")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--output", help="also write the result as JSON to this file")
+    parser.add_argument("overrides", nargs="*", help="search.KEY=VALUE")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     full_float32_on_cuda()
+    reuse_freed_memory()  # as the ms2s command line does
     model, tokenizer, config = load_model(args.model, device)
+    config = override_config(config, args.overrides, ("search",))
     search = dataclasses.replace(config.search, beam_size=args.beam)
     if args.manifest:
         config.data.test = {args.split: args.manifest}
@@ -70,6 +77,7 @@ def main() -> None:
         "images": len(images),
         "beam": args.beam,
         "batch_size": args.batch_size,
+        "cpu_bfloat16": search.cpu_bfloat16,
         "batched_images_per_s": rates["batched"],
         "one_at_a_time_images_per_s": rates["one_at_a_time"],
         "speedup": rates["batched"] / rates["one_at_a_time"],

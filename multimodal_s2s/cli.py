@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from multimodal_s2s.allocator import reuse_freed_memory
 from multimodal_s2s.atomic_file import atomic_write, check_writable
 from multimodal_s2s.caption import add_caption_command
 from multimodal_s2s.checkpoint import load_model
@@ -27,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides += extra  # dotted overrides may also follow the options
     full_float32_on_cuda()
+    reuse_freed_memory()
     try:
         return args.run(args)
     except (InputError, TrainingError) as error:

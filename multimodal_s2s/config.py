@@ -47,7 +47,8 @@ class TrainConfig:
     ``amp`` trains in mixed precision on CUDA (float16 with loss scaling);
     ``cpu_bfloat16`` autocasts training to bfloat16 on CPU, which is fast only on CPUs with
     bfloat16 instructions (AVX512-BF16 or AMX) and slower than float32 elsewhere.
-    Evaluation and decoding stay in float32. ``select_by`` is the dev metric that ranks the
+    The teacher-forced evaluation loss stays in float32; decoding (the dev error rate
+    included) follows ``search.cpu_bfloat16``. ``select_by`` is the dev metric that ranks the
     epochs for ``keep_best``, ``best.pt`` and ``average_best``: "error" (the error rate of
     greedy decoding, e.g. WER) or "loss" (the teacher-forced loss per token, which moves far
     less between epochs than a greedy error rate on a small dev set).

@@ -52,16 +52,19 @@ def decode_batch(
     final beam with its bag-of-words head; the test-time variants of ``search``
     (``SearchConfig.variants``: speeds and warps of speech, corner crops of images) run the
     beam search once each and keep each source's best-scoring hypothesis (the first
-    variant's on a tie). Sources must already be on the model's device."""
-    if not beam or search.beam_size == 1:
-        best = greedy_search(model, model.encode(sources, lengths), search)
-        return [Decoded(tokenizer.decode(h.tokens), h.score, h, {}) for h in best]
-    search.check_variants(getattr(model.frontend, "variants", frozenset()))
-    variants = search.variants()
-    runs = [
-        [nbest[0] for nbest in _beam_search(model, model.encode(sources, lengths, **v), search)]
-        for v in variants
-    ]
+    variant's on a tie). ``search.cpu_bfloat16`` runs all of it under bfloat16 autocast
+    when the sources are on a CPU. Sources must already be on the model's device."""
+    bfloat16 = search.cpu_bfloat16 and sources.device.type == "cpu"
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+        if not beam or search.beam_size == 1:
+            best = greedy_search(model, model.encode(sources, lengths), search)
+            return [Decoded(tokenizer.decode(h.tokens), h.score, h, {}) for h in best]
+        search.check_variants(getattr(model.frontend, "variants", frozenset()))
+        variants = search.variants()
+        runs = [
+            [nbest[0] for nbest in _beam_search(model, model.encode(sources, lengths, **v), search)]
+            for v in variants
+        ]
     decoded = []
     for candidates in zip(*runs):
         chosen = max(range(len(variants)), key=lambda i: candidates[i].score)

@@ -45,11 +45,17 @@ class DecodingWeights(NamedTuple):
 
     token_gates ``(V, 4H)``: every token's embedding through the first LSTM cell's input
     weights, plus both of its biases. context_weight ``(4H + O, D)``: the context columns of
-    that cell's input weights stacked on those of the output projection.
+    that cell's input weights stacked on those of the output projection. hidden_weight
+    ``(H, 4H)``: that cell's hidden-to-hidden weights, transposed. top_weight ``(O, H)``: the
+    output projection's columns for the top layer's state. Under autocast the three
+    matrices are in its dtype, cast once here instead of at every step (autocast caches the
+    casts of parameters, but not of tensors computed from them).
     """
 
     token_gates: Tensor
     context_weight: Tensor
+    hidden_weight: Tensor
+    top_weight: Tensor
 
 
 class DecoderMemory(NamedTuple):
@@ -180,13 +186,17 @@ class AttentionDecoder(nn.Module):
             self.embedding.weight,
             first.weight_ih[:, :embedding_dim].t(),
         )
-        context_weight = torch.cat(
-            [
-                first.weight_ih[:, embedding_dim:],
-                self.output_projection.weight[:, self.config.hidden_dim :],
-            ]
+        hidden = self.config.hidden_dim
+        output_weight = self.output_projection.weight
+        matrices = (
+            torch.cat([first.weight_ih[:, embedding_dim:], output_weight[:, hidden:]]),
+            first.weight_hh.t(),
+            output_weight[:, :hidden],
         )
-        return DecodingWeights(token_gates, context_weight)
+        device = output_weight.device.type
+        if torch.is_autocast_enabled(device):
+            matrices = tuple(m.to(torch.get_autocast_dtype(device)) for m in matrices)
+        return DecodingWeights(token_gates, *matrices)
 
     def step(
         self, tokens: Tensor, memory: DecoderMemory, state: DecoderState
@@ -215,7 +225,7 @@ class AttentionDecoder(nn.Module):
         is the context times ``memory.decoding.context_weight``."""
         gates_dim = 4 * self.config.hidden_dim
         gates = memory.decoding.token_gates[tokens] + state.context[:, :gates_dim]
-        gates = torch.addmm(gates, state.hidden[0], self.cells[0].weight_hh.t())
+        gates = torch.addmm(gates, state.hidden[0], memory.decoding.hidden_weight)
         hidden, cell = self._stack(_lstm_update(gates, state.cell[0]), state)
         top = hidden[-1]
         weights = self.attention.weights(top, memory.keys, memory.mask, state.weights)
@@ -224,8 +234,7 @@ class AttentionDecoder(nn.Module):
             context = functional.linear(context, memory.decoding.context_weight)
         else:
             context = torch.bmm(weights, memory.projected).flatten(0, 1)
-        top_weight = self.output_projection.weight[:, : self.config.hidden_dim]
-        output = functional.linear(top, top_weight, self.output_projection.bias)
+        output = functional.linear(top, memory.decoding.top_weight, self.output_projection.bias)
         output = torch.tanh(output + context[:, gates_dim:])
         weights = weights.flatten(0, 1)
         return output, DecoderState(hidden, cell, context, weights, state.coverage + weights)

@@ -56,6 +56,12 @@ class SearchConfig:
     does); an empty list: that change is not made. Image models: ``corner_crops``, the image
     itself and, for each side in the list (a fraction of the image side, in ``(0, 1)``), its
     four corner squares of that side, each resampled to the full size.
+
+    ``cpu_bfloat16`` decodes on a CPU under bfloat16 autocast (``decode.decode_batch``): the
+    matrix products and convolutions read bfloat16 and accumulate in float32, while the
+    scores add up in float32. On a CPU with bfloat16 instructions (AVX512-BF16 or AMX) those
+    products run several times faster than in float32; elsewhere they are slower. Each
+    source's result still does not depend on the batch (``tests/test_search.py``).
     """
 
     beam_size: int = 8
@@ -71,6 +77,7 @@ class SearchConfig:
     warp_factors: list[float] = field(default_factory=list)
     speed_factors: list[float] = field(default_factory=list)
     corner_crops: list[float] = field(default_factory=list)
+    cpu_bfloat16: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ctc_weight <= 1.0:
@@ -178,7 +185,8 @@ def greedy_search(model, encoded: EncoderOutput, config: SearchConfig) -> list[H
     caps = max_output_lengths(encoded.lengths, config)
     tokens = torch.full((batch,), BOS_ID, dtype=torch.long, device=memory.memory.device)
     finished = torch.zeros(batch, dtype=torch.bool, device=tokens.device)
-    log_prob = memory.memory.new_zeros(batch)
+    dtype = _score_dtype(memory.memory)
+    log_prob = memory.memory.new_zeros(batch, dtype=dtype)
     emitted, weights = [], []
     for step in range(int(caps.max())):
         output, state = model.decoder.step(tokens, memory, state)
@@ -197,7 +205,7 @@ def greedy_search(model, encoded: EncoderOutput, config: SearchConfig) -> list[H
             break
         tokens = torch.where(finished, PAD_ID, best)
     emitted_tokens = torch.stack(emitted, dim=1).tolist()
-    attention = torch.stack(weights, dim=1)
+    attention = torch.stack(weights, dim=1).to(dtype)
     hypotheses = []
     for index, row in enumerate(emitted_tokens):
         length = row.index(EOS_ID) + 1 if EOS_ID in row else int(caps[index])
@@ -215,6 +223,12 @@ def greedy_search(model, encoded: EncoderOutput, config: SearchConfig) -> list[H
             )
         )
     return hypotheses
+
+
+def _score_dtype(memory: Tensor) -> torch.dtype:
+    """Scores and attention weights add up in float32 (float64 for a float64 model), also
+    from the bfloat16 outputs of decoding under autocast (``SearchConfig.cpu_bfloat16``)."""
+    return torch.promote_types(memory.dtype, torch.float32)
 
 
 class PrefixScorer(Protocol):
@@ -251,7 +265,7 @@ def beam_search(
     """
     memory, state = model.decoder.start(encoded, decoding=True)
     caps = max_output_lengths(encoded.lengths, config)
-    beams = _Beams(memory.mask, caps, config, memory.memory.dtype)
+    beams = _Beams(memory.mask, caps, config, _score_dtype(memory.memory))
     rows = torch.arange(memory.mask.size(0), device=beams.device)
     state = state.select(rows.repeat_interleave(config.beam_size))
     results: list[list[Hypothesis]] = [[] for _ in range(memory.mask.size(0))]
@@ -392,7 +406,8 @@ class _Beams:
             weights.append(self.weights[step][rows, :width])
             rows = self.parents[step][rows]
         tokens = torch.stack(tokens[::-1], dim=1).view(len(done), count, -1).tolist()
-        weights = torch.stack(weights[::-1], dim=1).view(len(done), count, len(self.tokens), -1)
+        weights = torch.stack(weights[::-1], dim=1).to(self.log_prob.dtype)
+        weights = weights.view(len(done), count, len(self.tokens), -1)
         scores = self.score[done, :count].tolist()
         log_probs = self.log_prob[done, :count].tolist()
         lengths = self.lengths[done, :count].tolist()

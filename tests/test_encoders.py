@@ -2,10 +2,11 @@ import copy
 
 import pytest
 import torch
+from torch.nn import functional
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from multimodal_s2s.config import load_config
-from multimodal_s2s.encoders import ENCODERS
+from multimodal_s2s.encoders import ENCODERS, cnn
 from multimodal_s2s.encoders.cnn import CNNConfig, CNNEncoder
 from multimodal_s2s.encoders.pblstm import BLSTMLayer, PBLSTMConfig, PyramidalBLSTMEncoder
 from multimodal_s2s.encoders.resnet import ResNetConfig, ResNetEncoder
@@ -148,13 +149,35 @@ def test_cnn_eval_folds_batch_norm_into_the_convolutions_without_changing_output
     assert len(calls) == 3  # training mode runs the norms on batch statistics
 
 
-def test_cnn_eval_encodes_large_cpu_batches_in_chunks_with_unchanged_outputs():
+@pytest.mark.parametrize("size", [(16, 16), (9, 14), (7, 5)])
+def test_cnn_eval_pools_before_the_relu_with_the_same_values(size):
+    features = torch.randn(3, 5, *size).contiguous(memory_format=torch.channels_last)
+    expected = functional.max_pool2d(torch.relu(features), 2)
+    assert torch.equal(cnn._max_pool_2x2_relu(features), expected)
+    encoder = CNNEncoder(CNNConfig(channels=[4, 8])).eval()
+    ran = []
+    for layer in encoder.trunk:
+        layer.register_forward_hook(lambda module, *args: ran.append(type(module).__name__))
+    images = torch.randn(2, 3, 4 * size[0], 4 * size[1])
+    with torch.no_grad():
+        fast, plain = encoder.trunk(images), torch.nn.Sequential.forward(encoder.trunk, images)
+    torch.testing.assert_close(fast, plain, atol=1e-6, rtol=1e-6)  # the norm folded in
+    assert ran == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"] * 2  # only the plain pass
+
+
+def test_cnn_eval_encodes_large_cpu_batches_in_chunks_with_unchanged_outputs(monkeypatch):
     torch.manual_seed(0)
     encoder = CNNEncoder(CNNConfig(channels=[4, 8], output_dim=6)).eval()
     encoder.trunk.EVAL_CHUNK_BYTES = 3 * 4 * 16 * 16 * 4  # three images' first activation
     sizes = []
-    relu = encoder.trunk[2]  # the folded convolution runs without its module hooks
-    relu.register_forward_pre_hook(lambda module, inputs: sizes.append(len(inputs[0])))
+    pool = cnn._max_pool_2x2_relu  # eval mode's steps are functions, not hooked modules
+
+    def counted_pool(features):
+        if features.size(1) == 4:  # the first block
+            sizes.append(len(features))
+        return pool(features)
+
+    monkeypatch.setattr(cnn, "_max_pool_2x2_relu", counted_pool)
     images = torch.randn(8, 3, 16, 16)
     memory = encoder(images).memory
     assert sizes == [3, 3, 2]
@@ -164,6 +187,7 @@ def test_cnn_eval_encodes_large_cpu_batches_in_chunks_with_unchanged_outputs():
     torch.testing.assert_close(memory, whole, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(memory[5], encoder(images[5:6]).memory[0], atol=1e-6, rtol=1e-6)
     sizes.clear()
+    encoder.trunk[2].register_forward_pre_hook(lambda module, inputs: sizes.append(len(inputs[0])))
     encoder.train()(images)
     assert sizes == [8]  # training keeps the whole batch: batch-norm statistics
 

@@ -139,6 +139,42 @@ def test_batched_beam_search_equals_one_source_at_a_time(length_norm, no_repeat_
         )
 
 
+@pytest.mark.parametrize("encoder", ["pblstm", "cnn"])
+def test_cpu_bfloat16_decodes_in_bfloat16_and_each_source_as_alone(encoder):
+    """``search.cpu_bfloat16``: the decoder's products run in bfloat16 (with its weights cast
+    once a batch), scores and attention come back in float32, and no source's result depends
+    on the batch it is decoded in."""
+    model = _model(encoder, "location" if encoder == "pblstm" else "{name: additive, gate: true}")
+    tokenizer = Tokenizer.build(["abcdefgh"], "char")
+    _, (batch, lengths) = _sources(encoder)
+    generator_dtypes = []
+    model.generator.projection.register_forward_hook(
+        lambda module, inputs, output: generator_dtypes.append(output.dtype)
+    )
+    search = replace(SEARCH, nbest=1, cpu_bfloat16=True)
+    together = decode_batch(model, tokenizer, batch, lengths, search)
+    assert set(generator_dtypes) == {torch.bfloat16}
+    for index, decoded in enumerate(together):
+        alone_lengths = None if lengths is None else lengths[index : index + 1]
+        source = batch[index : index + 1]
+        if lengths is not None:
+            source = source[:, : lengths[index]]
+        alone = decode_batch(model, tokenizer, source, alone_lengths, search)[0]
+        assert (alone.text, alone.score) == (decoded.text, decoded.score)
+        assert decoded.hypothesis.attention.dtype == torch.float32
+    generator_dtypes.clear()
+    float32 = decode_batch(model, tokenizer, batch, lengths, replace(search, cpu_bfloat16=False))
+    assert set(generator_dtypes) == {torch.float32}
+    assert [d.score for d in float32] != [d.score for d in together]
+    assert [d.score for d in float32] == pytest.approx([d.score for d in together], abs=0.05)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        memory, _ = model.decoder.start(model.encode(batch, lengths), decoding=True)
+    weights = memory.decoding
+    assert {
+        w.dtype for w in (weights.context_weight, weights.hidden_weight, weights.top_weight)
+    } == {torch.bfloat16}
+
+
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("attention", ATTENTION_KINDS)
 def test_scores_are_the_models_log_probabilities(attention, layers):

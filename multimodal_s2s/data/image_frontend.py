@@ -83,8 +83,8 @@ class ImageFrontend(nn.Module):
         with torch.autocast(images.device.type, enabled=False):  # float32 under mixed precision
             pixels = images.to(torch.float32) / 255.0
             if crop is not None:
-                box = pixels.new_tensor([crop.side, crop.side, crop.x, crop.y])
-                pixels = crop_and_resize(pixels, *box.expand(len(pixels), 4).unbind(1))
+                box = pixels.new_tensor([[crop.side, crop.side, crop.x, crop.y]])
+                pixels = crop_and_resize(pixels, *box.unbind(1))
             if self.training and self.augment:
                 pixels = color_jitter(random_resized_crop(pixels))
             return (pixels - self.mean) / self.std, lengths
@@ -106,19 +106,21 @@ def random_resized_crop(pixels: Tensor) -> Tensor:
 def crop_and_resize(pixels: Tensor, width: Tensor, height: Tensor, x: Tensor, y: Tensor) -> Tensor:
     """Cut each ``(B, C, H, W)`` image to its box and resample it bilinearly back to ``H x W``.
 
-    All arguments but ``pixels`` are ``(B,)``: the box's width and height as fractions of the
+    All arguments but ``pixels`` are ``(B,)``, or ``(1,)`` for one box for every image (the
+    sampling grid is then computed once): the box's width and height as fractions of the
     image's, and its left and top edges at ``x`` and ``y`` of the margin it leaves (0: flush
     with the left / top edge, 1: with the right / bottom).
     """
-    batch = pixels.shape[0]
+    boxes = width.size(0)
     left = (1.0 - width) * x
     top = (1.0 - height) * y
-    theta = torch.zeros(batch, 2, 3, device=pixels.device)
+    theta = torch.zeros(boxes, 2, 3, device=pixels.device)
     theta[:, 0, 0] = width  # output x in [-1, 1] -> input x in the crop's [-1, 1] span
     theta[:, 0, 2] = 2.0 * left + width - 1.0
     theta[:, 1, 1] = height
     theta[:, 1, 2] = 2.0 * top + height - 1.0
-    grid = F.affine_grid(theta, list(pixels.shape), align_corners=False)
+    grid = F.affine_grid(theta, [boxes, *pixels.shape[1:]], align_corners=False)
+    grid = grid.expand(pixels.size(0), -1, -1, -1)
     return F.grid_sample(pixels, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
