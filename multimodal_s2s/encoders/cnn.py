@@ -191,7 +191,8 @@ def _max_pool_2x2_relu(features: Tensor) -> Tensor:
     same values, with the ReLU over a quarter of them. On the 2-core CPU, PyTorch's max pool
     over the channels-last activations is slower than these two elementwise maxima (the
     scenes CNN's first pool: 0.35 against 0.14 ms for 16 images in bfloat16), and the
-    scenes captioning benchmark ran 6% faster with this step (``benchmarks/README.md``)."""
+    scenes captioning benchmark ran 6% faster with this step
+    (``recipes/scenes_captioning/README.md``)."""
     height, width = features.shape[2] // 2 * 2, features.shape[3] // 2 * 2
     features = features[:, :, :height, :width]
     rows = torch.maximum(features[:, :, 0::2], features[:, :, 1::2])
