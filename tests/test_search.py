@@ -152,18 +152,20 @@ def test_cpu_bfloat16_decodes_in_bfloat16_and_each_source_as_alone(encoder):
         lambda module, inputs, output: generator_dtypes.append(output.dtype)
     )
     search = replace(SEARCH, nbest=1, cpu_bfloat16=True)
-    together = decode_batch(model, tokenizer, batch, lengths, search)
+    for beam in (True, False):
+        together = decode_batch(model, tokenizer, batch, lengths, search, beam)
+        for index, decoded in enumerate(together):
+            alone_lengths = None if lengths is None else lengths[index : index + 1]
+            source = batch[index : index + 1]
+            if lengths is not None:
+                source = source[:, : lengths[index]]
+            alone = decode_batch(model, tokenizer, source, alone_lengths, search, beam)[0]
+            assert (alone.text, alone.score) == (decoded.text, decoded.score)
+            assert decoded.hypothesis.attention.dtype == torch.float32
     assert set(generator_dtypes) == {torch.bfloat16}
-    for index, decoded in enumerate(together):
-        alone_lengths = None if lengths is None else lengths[index : index + 1]
-        source = batch[index : index + 1]
-        if lengths is not None:
-            source = source[:, : lengths[index]]
-        alone = decode_batch(model, tokenizer, source, alone_lengths, search)[0]
-        assert (alone.text, alone.score) == (decoded.text, decoded.score)
-        assert decoded.hypothesis.attention.dtype == torch.float32
     generator_dtypes.clear()
-    float32 = decode_batch(model, tokenizer, batch, lengths, replace(search, cpu_bfloat16=False))
+    float32_search = replace(search, cpu_bfloat16=False)
+    float32 = decode_batch(model, tokenizer, batch, lengths, float32_search, beam=False)
     assert set(generator_dtypes) == {torch.float32}
     assert [d.score for d in float32] != [d.score for d in together]
     assert [d.score for d in float32] == pytest.approx([d.score for d in together], abs=0.05)
