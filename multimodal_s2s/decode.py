@@ -1,5 +1,6 @@
 """Decoding batches to text, shared by training, evaluation and the CLI."""
 
+import warnings
 from dataclasses import replace
 from typing import Any, NamedTuple
 
@@ -7,6 +8,7 @@ import torch
 from torch import Tensor
 
 from multimodal_s2s.bag_of_words import rerank_with_bag_of_words
+from multimodal_s2s.cpu import slow_bfloat16_warning
 from multimodal_s2s.ctc import CTCPrefixScorer
 from multimodal_s2s.data.text import Tokenizer
 from multimodal_s2s.encoders.base import EncoderOutput
@@ -55,6 +57,9 @@ def decode_batch(
     variant's on a tie). ``search.cpu_bfloat16`` runs all of it under bfloat16 autocast
     when the sources are on a CPU. Sources must already be on the model's device."""
     bfloat16 = search.cpu_bfloat16 and sources.device.type == "cpu"
+    warning = slow_bfloat16_warning("search.cpu_bfloat16") if bfloat16 else None
+    if warning is not None:
+        warnings.warn(warning, stacklevel=2)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
         if not beam or search.beam_size == 1:
             best = greedy_search(model, model.encode(sources, lengths), search)

@@ -54,6 +54,7 @@ from multimodal_s2s.checkpoint import (
     save_checkpoint,
 )
 from multimodal_s2s.config import Config, config_to_dict
+from multimodal_s2s.cpu import slow_bfloat16_warning
 from multimodal_s2s.ctc import joint_ctc_attention_loss
 from multimodal_s2s.data.base import DataSource, SourceBatch
 from multimodal_s2s.data.text import Tokenizer, teacher_forcing_pair
@@ -241,6 +242,10 @@ class _Run:
             f"{train.learning_rate:g} as configured (not scaled with the number of processes: "
             "the loss is averaged over the target tokens of the whole global batch)"
         )
+        if self._autocast_dtype is torch.bfloat16:
+            warning = slow_bfloat16_warning("train.cpu_bfloat16")
+            if warning is not None:
+                self._print(f"warning: {warning}")
 
     def _lr_factor(self, step: int) -> float:
         """Linear warmup to 1, then cosine decay to ``final_lr_ratio`` at the last step."""
