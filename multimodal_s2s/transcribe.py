@@ -37,6 +37,7 @@ from multimodal_s2s.sources import SOURCES
 from multimodal_s2s.train import resolve_device
 
 _WINDOW_BATCHES = 4
+BATCH_SIZE = 16  # audio chunks a batch
 
 
 def transcribe(
@@ -44,7 +45,7 @@ def transcribe(
     paths: list[str],
     output: str | Path | None = None,
     beam: int = 8,
-    batch_size: int = 16,
+    batch_size: int = BATCH_SIZE,
     device: str = "auto",
     max_chunk_seconds: float = 30.0,
     min_pause_seconds: float = 0.3,
@@ -157,7 +158,7 @@ class _Transcriber:
 def add_transcribe_command(commands: argparse._SubParsersAction) -> None:
     """Register ``transcribe`` on the ``ms2s`` sub-command parsers."""
     parser = commands.add_parser("transcribe", help="transcribe audio files with a checkpoint")
-    add_batch_command_arguments(parser, "audio", beam=8, batch_unit="chunks")
+    add_batch_command_arguments(parser, "audio", beam=8, batch_unit="chunks", batch_size=BATCH_SIZE)
     parser.add_argument(
         "--max-chunk-seconds",
         type=float,

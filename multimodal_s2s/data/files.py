@@ -45,12 +45,12 @@ def find_files_reporting(
 
 
 def add_batch_command_arguments(
-    parser: argparse.ArgumentParser, kind: str, beam: int, batch_unit: str
+    parser: argparse.ArgumentParser, kind: str, beam: int, batch_unit: str, batch_size: int
 ) -> None:
     """The arguments that the batch decoding commands (``transcribe``, ``caption``) share:
     ``--model``, the ``kind`` inputs (``search.KEY=VALUE`` items among them override the
     checkpoint's search settings), ``--output``, ``--beam`` (default ``beam``),
-    ``--batch-size`` (of ``batch_unit``) and ``--device``."""
+    ``--batch-size`` (of ``batch_unit``, default ``batch_size``) and ``--device``."""
     parser.add_argument("--model", type=Path, required=True, help="checkpoint")
     parser.add_argument(
         "paths",
@@ -62,7 +62,12 @@ def add_batch_command_arguments(
         "--output", type=Path, help="JSON Lines file (default: path<TAB>text lines on stdout)"
     )
     parser.add_argument("--beam", type=int, default=beam, help="beam size (1 = greedy)")
-    parser.add_argument("--batch-size", type=int, default=16, help=f"{batch_unit} decoded at once")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=batch_size,
+        help=f"{batch_unit} decoded at once (default {batch_size})",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
 
 
