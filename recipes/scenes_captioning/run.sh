@@ -27,9 +27,11 @@ else
   processes="${PROCESSES:-2}"
 fi
 # config.yaml trains and decodes in bfloat16 autocast (train.cpu_bfloat16,
-# search.cpu_bfloat16), 1.45x and 1.6x faster on a CPU with bfloat16 instructions and slower
+# search.cpu_bfloat16), 1.45x and 1.7x faster on a CPU with bfloat16 instructions and slower
 # than float32 on one without: there, train and decode in float32.
-if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
+if "$venv/bin/python" -c 'import sys
+from multimodal_s2s.cpu import has_bfloat16_instructions
+sys.exit(not has_bfloat16_instructions())'; then
   precision=()
 else
   precision=(train.cpu_bfloat16=false search.cpu_bfloat16=false)
