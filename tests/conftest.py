@@ -23,6 +23,13 @@ SOURCE_SHAPES = {
         "encoder.hidden_dim=8",
         "encoder.num_layers=2",
     ],
+    "conv_pblstm": [
+        "encoder.name=conv_pblstm",
+        "encoder.input_dim=6",
+        "encoder.hidden_dim=8",
+        "encoder.num_layers=1",
+        "encoder.conv_channels=[3, 3]",
+    ],
     "cnn": ["encoder.name=cnn", "encoder.channels=[4, 8]", "data.name=toy_images"],
     "resnet": [
         "encoder.name=resnet",

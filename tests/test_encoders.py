@@ -8,7 +8,12 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from multimodal_s2s.config import load_config
 from multimodal_s2s.encoders import ENCODERS, cnn
 from multimodal_s2s.encoders.cnn import CNNConfig, CNNEncoder
-from multimodal_s2s.encoders.pblstm import BLSTMLayer, PBLSTMConfig, PyramidalBLSTMEncoder
+from multimodal_s2s.encoders.pblstm import (
+    BLSTMLayer,
+    ConvPBLSTMConfig,
+    PBLSTMConfig,
+    PyramidalBLSTMEncoder,
+)
 from multimodal_s2s.encoders.resnet import ResNetConfig, ResNetEncoder
 from multimodal_s2s.errors import InputError
 
@@ -27,19 +32,41 @@ def test_pblstm_shapes_follow_config(layers, output_dim):
     assert out.lengths.dtype == torch.int64
 
 
+def test_conv_pblstm_halves_frames_and_bins_rounding_up_before_the_pyramid():
+    config = ConvPBLSTMConfig(
+        input_dim=9, hidden_dim=7, num_layers=1, ctc_layer=0, conv_channels=[4, 3]
+    )
+    encoder = PyramidalBLSTMEncoder(config).eval()
+    assert encoder.convolution.output_dim == 3 * 3  # 9 bins -> 5 -> 3, times 3 channels
+    out = encoder(torch.randn(3, 37, 9), torch.tensor([37, 29, 16]))
+    assert out.auxiliary.memory.shape == (3, 10, 14)  # 37 frames -> 19 -> 10
+    assert out.auxiliary.lengths.tolist() == [10, 8, 4]
+    assert out.memory.shape == (3, 5, 14)
+    assert out.lengths.tolist() == [5, 4, 2]
+
+
+def test_conv_pblstm_is_the_pblstm_with_two_convolution_blocks():
+    config = load_config(None, ["encoder.name=conv_pblstm"]).encoder
+    assert config.conv_channels == [32, 32]
+    assert PBLSTMConfig().conv_channels == []
+    with pytest.raises(InputError, match="encoder.conv_channels must be positive"):
+        load_config(None, ["encoder.name=conv_pblstm", "encoder.conv_channels=[8, 0]"])
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_pblstm_padding_never_changes_memory(dtype):
-    encoder = PyramidalBLSTMEncoder(PBLSTMConfig(input_dim=4, hidden_dim=6, num_layers=2))
-    encoder = encoder.to(dtype).eval()
+@pytest.mark.parametrize(("conv_channels", "layers", "frames"), [([], 2, 3), ([3, 2], 1, 2)])
+def test_pblstm_padding_never_changes_memory(dtype, conv_channels, layers, frames):
+    config = PBLSTMConfig(input_dim=4, hidden_dim=6, num_layers=layers, conv_channels=conv_channels)
+    encoder = PyramidalBLSTMEncoder(config).to(dtype).eval()
     short = torch.randn(1, 13, 4, dtype=dtype)
     alone = encoder(short, torch.tensor([13]))
     batch = torch.randn(3, 30, 4, dtype=dtype)
     batch[1, :13] = short[0]
     batch[1, 13:] = 100.0  # garbage in the padding must not leak
     together = encoder(batch, torch.tensor([30, 13, 22]))
-    assert together.lengths[1] == alone.lengths[0] == 3
-    torch.testing.assert_close(together.memory[1, :3], alone.memory[0], atol=1e-5, rtol=0)
-    assert torch.all(together.memory[1, 3:] == 0)
+    assert together.lengths[1] == alone.lengths[0] == frames
+    torch.testing.assert_close(together.memory[1, :frames], alone.memory[0], atol=1e-5, rtol=0)
+    assert torch.all(together.memory[1, frames:] == 0)
 
 
 def test_blstm_layer_equals_a_packed_bidirectional_lstm():

@@ -36,7 +36,7 @@ def _model(encoder: str, attention: str, eos_bias: float = 1.5, layers: int = 1)
 
 def _sources(encoder: str):
     """A short source alone, and the same source inside a batch with longer ones."""
-    if encoder == "pblstm":
+    if encoder in ("pblstm", "conv_pblstm"):
         batch = torch.randn(3, 40, 6)
         batch[1, 17:] = 50.0  # padding garbage
         lengths = torch.tensor([40, 17, 33])
@@ -54,7 +54,7 @@ def full_float32(monkeypatch):
 
 @pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
 @pytest.mark.parametrize("attention", ATTENTION_KINDS)
-@pytest.mark.parametrize("encoder", ["pblstm", "cnn", "resnet"])
+@pytest.mark.parametrize("encoder", ["pblstm", "conv_pblstm", "cnn", "resnet"])
 def test_padding_never_changes_decoding(encoder, attention, device, full_float32):
     model = _model(encoder, attention).to(device)
     (alone, alone_lengths), (batch, batch_lengths) = _sources(encoder)

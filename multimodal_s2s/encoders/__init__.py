@@ -2,11 +2,12 @@
 
 from multimodal_s2s.encoders.base import Encoder, EncoderOutput
 from multimodal_s2s.encoders.cnn import CNNConfig, CNNEncoder
-from multimodal_s2s.encoders.pblstm import PBLSTMConfig, PyramidalBLSTMEncoder
+from multimodal_s2s.encoders.pblstm import ConvPBLSTMConfig, PBLSTMConfig, PyramidalBLSTMEncoder
 from multimodal_s2s.encoders.resnet import ResNetConfig, ResNetEncoder
 
 ENCODERS = {
     "pblstm": (PyramidalBLSTMEncoder, PBLSTMConfig),
+    "conv_pblstm": (PyramidalBLSTMEncoder, ConvPBLSTMConfig),
     "cnn": (CNNEncoder, CNNConfig),
     "resnet": (ResNetEncoder, ResNetConfig),
 }

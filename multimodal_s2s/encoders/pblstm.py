@@ -1,6 +1,7 @@
-"""Pyramidal BiLSTM encoder (Listen, Attend and Spell)."""
+"""Pyramidal BiLSTM encoder (Listen, Attend and Spell), optionally behind a convolutional
+front end (ESPnet's VGG-BLSTMP idea)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +23,11 @@ class PBLSTMConfig:
     ``EncoderOutput.auxiliary`` for the CTC loss: layer 0 runs over the features (frames
     ``T``), layer ``k`` after ``k`` pyramid joins (frames ``T // 2**k``, ``2**k`` times the
     feature hop). ``None``: no auxiliary output (a CTC loss then reads the memory).
+
+    ``conv_channels``: one convolution block per entry before the BLSTM layers (see
+    ``ConvSubsampling``), each halving the frames (``T -> (T + 1) // 2``) and the features.
+    Its input is read as a ``(T, input_dim)`` spectrogram, so the features should be one
+    frame's mel bins (``data.features.stack_frames: 1``).
     """
 
     name: str = "pblstm"
@@ -31,6 +37,7 @@ class PBLSTMConfig:
     output_dim: int | None = None
     dropout: float = 0.0
     ctc_layer: int | None = None
+    conv_channels: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.ctc_layer is not None and not 0 <= self.ctc_layer <= self.num_layers:
@@ -38,20 +45,38 @@ class PBLSTMConfig:
                 f"encoder.ctc_layer must be between 0 and encoder.num_layers "
                 f"({self.num_layers}), got {self.ctc_layer}"
             )
+        if any(channels < 1 for channels in self.conv_channels):
+            raise InputError(f"encoder.conv_channels must be positive, got {self.conv_channels}")
+
+
+@dataclass
+class ConvPBLSTMConfig(PBLSTMConfig):
+    """``PBLSTMConfig`` with two convolution blocks of 32 channels by default: frames 4x
+    longer at the first BLSTM layer, and the memory ``4 * 2**num_layers`` feature hops."""
+
+    name: str = "conv_pblstm"
+    conv_channels: list[int] = field(default_factory=lambda: [32, 32])
 
 
 class PyramidalBLSTMEncoder(Encoder):
-    """``(B, T, F)`` features -> memory ``(B, T // 2**k, D)``.
+    """``(B, T, F)`` features -> memory ``(B, T // 2**k, D)``; with ``c`` convolution blocks,
+    ``(B, T_c // 2**k, D)`` where ``T_c`` is ``T`` halved ``c`` times, rounding up.
 
-    Padding frames never change an output (``BLSTMLayer``).
+    Padding frames never change an output (``ConvSubsampling``, ``BLSTMLayer``).
     ``D`` is ``output_dim`` when set (a linear projection), else ``2 * hidden_dim``.
     """
 
     def __init__(self, config: PBLSTMConfig) -> None:
         super().__init__()
-        self.reduction = 2**config.num_layers
+        self.convolution = (
+            ConvSubsampling(config.input_dim, config.conv_channels)
+            if config.conv_channels
+            else None
+        )
+        self.reduction = 2 ** (config.num_layers + len(config.conv_channels))
         hidden = config.hidden_dim
-        input_sizes = [config.input_dim] + [4 * hidden] * config.num_layers
+        first_size = self.convolution.output_dim if self.convolution else config.input_dim
+        input_sizes = [first_size] + [4 * hidden] * config.num_layers
         self.layers = nn.ModuleList(BLSTMLayer(size, hidden) for size in input_sizes)
         self.dropout = nn.Dropout(config.dropout)
         self.projection = (
@@ -66,12 +91,14 @@ class PyramidalBLSTMEncoder(Encoder):
 
         Args:
             inputs: ``(B, T, F)`` features.
-            lengths: ``(B,)`` valid frames per sequence, each ``>= 2**k``; ``None`` = all ``T``.
+            lengths: ``(B,)`` valid frames per sequence, each ``>= 2**k`` (times ``2**c`` with
+                ``c`` convolution blocks); ``None`` = all ``T``.
 
         Returns:
-            memory ``(B, max(lengths) // 2**k, D)`` and lengths ``(B,)`` = ``lengths // 2**k``;
-            with ``ctc_layer: c``, auxiliary ``(B, max(lengths) // 2**c, 2 * hidden_dim)`` and
-            lengths ``lengths // 2**c`` (padding frames are zeros).
+            memory ``(B, max(L) // 2**k, D)`` and lengths ``(B,)`` = ``L // 2**k``, where ``L``
+            is ``lengths`` after the convolution blocks; with ``ctc_layer: j``, auxiliary
+            ``(B, max(L) // 2**j, 2 * hidden_dim)`` and lengths ``L // 2**j`` (padding frames
+            are zeros).
         """
         if lengths is None:
             lengths = torch.full((inputs.size(0),), inputs.size(1), dtype=torch.long)
@@ -82,6 +109,8 @@ class PyramidalBLSTMEncoder(Encoder):
                 f"got {int(lengths.min())}"
             )
         x = inputs[:, : int(lengths.max())]
+        if self.convolution is not None:
+            x, lengths = self.convolution(x, lengths)
         auxiliary = None
         for index, layer in enumerate(self.layers):
             if index > 0:
@@ -93,6 +122,41 @@ class PyramidalBLSTMEncoder(Encoder):
         if self.projection is not None:
             x = self.projection(self.dropout(x))
         return EncoderOutput(x, lengths, auxiliary)
+
+
+class ConvSubsampling(nn.Module):
+    """Convolution blocks over a ``(T, F)`` spectrogram: each a 3 x 3 convolution with stride 2
+    in time and in frequency, then ReLU; the channels and frequencies of the last block are
+    flattened into each frame's features.
+
+    Padding never changes an output: every block's input is zero past each sequence's
+    frames, so a valid frame near the end sees the zeros it would see alone (the
+    convolution's own zero padding).
+    """
+
+    def __init__(self, input_dim: int, channels: list[int]) -> None:
+        super().__init__()
+        sizes = [1] + list(channels)
+        self.blocks = nn.ModuleList(
+            nn.Conv2d(inputs, outputs, kernel_size=3, stride=2, padding=1)
+            for inputs, outputs in zip(sizes, sizes[1:])
+        )
+        frequencies = input_dim
+        for _ in channels:
+            frequencies = (frequencies + 1) // 2
+        self.output_dim = channels[-1] * frequencies
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, T, F)`` and ``(B,)`` -> ``(B, T', C * F')`` and ``(B,)`` frames, where each
+        block maps ``T -> (T + 1) // 2`` and ``F -> (F + 1) // 2``; zeros at padding frames."""
+        x = x.unsqueeze(1)
+        for block in self.blocks:
+            x = x.masked_fill(padding_mask(lengths, x.size(2))[:, None, :, None], 0.0)
+            x = torch.relu(block(x))
+            lengths = (lengths + 1) // 2
+        x = x.masked_fill(padding_mask(lengths, x.size(2))[:, None, :, None], 0.0)
+        batch, channels, frames, frequencies = x.shape
+        return x.permute(0, 2, 1, 3).reshape(batch, frames, channels * frequencies), lengths
 
 
 def _join_adjacent_frames(x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
