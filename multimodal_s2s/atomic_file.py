@@ -21,13 +21,18 @@ def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO[Any]]:
     owner-only mode of a temporary file. Text mode writes UTF-8.
 
     Raises:
-        InputError: before anything is written, when ``path`` cannot be a file
-            (``check_writable``).
+        InputError: before anything is written, when ``path`` cannot be a file (see
+            ``check_writable``) or its folder cannot be made or written in.
     """
     path = Path(path)
-    check_writable(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _check_kind(path, folder=False)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
+    except OSError as error:
+        raise InputError(f"{path}: cannot write it ({error.strerror})") from error
     try:
         mode, encoding = ("wb", None) if binary else ("w", "utf-8")
         with os.fdopen(handle, mode, encoding=encoding) as file:
@@ -43,13 +48,27 @@ def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO[Any]]:
 
 def check_writable(path: str | Path, folder: bool = False) -> None:
     """Fail early, before any work whose result would go to ``path``, where that path cannot
-    be written: a file path that is a folder, a folder path that is a file, or a path below
-    a file.
+    be written: a file path that is a folder, a folder path that is a file, a path below a
+    file, or a path whose nearest existing folder does not let this process create a file
+    (permissions, a read-only or virtual file system; tried with a temporary file).
 
     Raises:
         InputError: naming ``path`` and what stands in the way.
     """
     path = Path(path)
+    _check_kind(path, folder)
+    folders = [path, *path.parents] if folder else list(path.parents)
+    existing = next(parent for parent in folders if parent.exists())
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise InputError(f"{path}: cannot write in {existing} ({error.strerror})") from error
+
+
+def _check_kind(path: Path, folder: bool) -> None:
+    """Raise an ``InputError`` where ``path`` (a folder when ``folder``) is the other kind
+    of thing or lies below a file."""
     if path.exists() and path.is_dir() != folder:
         raise InputError(f"{path}: is a {'file' if folder else 'folder'}, not a {_kind(folder)}")
     existing = next((parent for parent in path.parents if parent.exists()), None)

@@ -2,7 +2,8 @@
 
 Inputs are files, directories (searched recursively) and glob patterns. A path or file that
 cannot be read is reported as one ``error: ...`` line on stderr and skipped; the others are
-still captioned and the command then exits with status 1. Results go to stdout as
+still captioned and the command then exits with status 1 (so does an attention map that
+cannot be written: its image's caption is kept). Results go to stdout as
 ``path<TAB>caption`` lines, or with ``--output`` to a JSON Lines file of
 ``{"image", "caption", "score"}`` records (written atomically). ``--attention-maps DIR``
 writes one Show-Attend-Tell figure per image, at ``DIR`` plus the image's path relative to
@@ -90,7 +91,11 @@ def caption(
                     print_result(path, result.text)
                 if attention_maps is not None:
                     map_path = attention_maps / f"{path.resolve().relative_to(root)}.png"
-                    _save_map(model, tokenizer, config.data.image_size, path, result, map_path)
+                    try:
+                        _save_map(model, tokenizer, config.data.image_size, path, result, map_path)
+                    except InputError as error:
+                        report_skipped(error)
+                        failed = True
             bar.update(len(chunk))
     return 1 if failed else 0
 

@@ -38,6 +38,8 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint on the CPU; ``InputError`` naming the file when it is unusable."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a checkpoint file")
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
     damage = _damage(path)

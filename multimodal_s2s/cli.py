@@ -101,8 +101,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.beam is not None:
         config.search.beam_size = args.beam
     data = build_source(config)
+    splits = splits or data.eval_splits
+    for split in splits:
+        data.texts(split)  # an unknown split or a missing manifest fails before any decoding
     results = {}
-    for split in splits or data.eval_splits:
+    for split in splits:
         evaluation = evaluate_model(model, tokenizer, data, split, config, device, progress=True)
         results[split] = evaluation.metrics
         print(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in evaluation.metrics.items()))

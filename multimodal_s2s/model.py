@@ -45,9 +45,13 @@ class Seq2Seq(nn.Module):
         """Raw sources (``(B, N)`` waveforms, ``(B, T, F)`` features, ``(B, C, H, W)`` images)
         -> memory ``(B, S, D)`` and lengths ``(B,)``. ``variant``: test-time changes for the
         frontend, among those it lists in ``variants`` (``speed`` and ``warp`` for speech,
-        ``crop`` for images; ``SearchConfig.variants``)."""
+        ``crop`` for images; ``SearchConfig.variants``). Sequences shorter than the
+        encoder's ``min_frames`` (a click of audio) are extended with zero frames to it
+        (``_extend_short_sequences``), so that they decode instead of failing."""
         if self.frontend is not None:
             sources, lengths = self.frontend(sources, lengths, **variant)
+        if lengths is not None:
+            sources, lengths = _extend_short_sequences(sources, lengths, self.encoder.min_frames)
         return self.encoder(sources, lengths)
 
     def forward(
@@ -83,6 +87,20 @@ class Seq2Seq(nn.Module):
         return (log_probs - torch.log(-torch.log(uniform))).argmax(-1)
 
 
+def _extend_short_sequences(frames: Tensor, lengths: Tensor, minimum: int) -> tuple[Tensor, Tensor]:
+    """``(B, T, F)`` frames and ``(B,)`` lengths, with every sequence shorter than ``minimum``
+    frames extended by zero frames (the normalised features' mean) to ``minimum``; the
+    others are unchanged. A short sequence gets the same frames alone and in a batch."""
+    if int(lengths.min()) >= minimum:
+        return frames, lengths
+    lengths = lengths.to(frames.device)
+    if frames.size(1) < minimum:
+        frames = nn.functional.pad(frames, (0, 0, 0, minimum - frames.size(1)))
+    short = (lengths < minimum).unsqueeze(1)
+    beyond = torch.arange(frames.size(1), device=frames.device) >= lengths.unsqueeze(1)
+    return frames.masked_fill((short & beyond).unsqueeze(2), 0.0), lengths.clamp(min=minimum)
+
+
 def build_model(config, vocab_size: int) -> Seq2Seq:
     """Build every part from a ``Config`` (see ``config.py``) and a vocabulary size.
 
@@ -93,7 +111,7 @@ def build_model(config, vocab_size: int) -> Seq2Seq:
     """
     source_class, _ = SOURCES[config.data.name]
     frontend = source_class.build_frontend(config.data)
-    _check_input_dim(frontend, config.encoder)
+    _check_input_dim(frontend, config)
     encoder_class, _ = ENCODERS[config.encoder.name]
     encoder = encoder_class(config.encoder)
     decoder_config = config.decoder
@@ -114,13 +132,14 @@ def build_model(config, vocab_size: int) -> Seq2Seq:
     return Seq2Seq(encoder, decoder, generator, frontend, ctc, bag_of_words)
 
 
-def _check_input_dim(frontend: nn.Module | None, encoder_config) -> None:
-    """Raise an ``InputError`` when the frontend's features per frame (``output_dim``) and the
-    encoder's ``input_dim`` both exist and differ."""
-    features = getattr(frontend, "output_dim", None)
-    declared = getattr(encoder_config, "input_dim", None)
+def _check_input_dim(frontend: nn.Module | None, config) -> None:
+    """Raise an ``InputError`` when the features a frame that the data gives (the
+    frontend's ``output_dim``, or ``data.feature_dim`` for sources without a frontend) and
+    the encoder's ``input_dim`` both exist and differ."""
+    features = getattr(frontend, "output_dim", getattr(config.data, "feature_dim", None))
+    declared = getattr(config.encoder, "input_dim", None)
     if features is not None and declared is not None and features != declared:
         raise InputError(
-            f"encoder.input_dim is {declared} but the frontend gives {features} features a "
-            "frame (data.features: num_mel_bins times stack_frames)"
+            f"encoder.input_dim is {declared} but the data gives {features} features a "
+            "frame (data.features: num_mel_bins times stack_frames; data.feature_dim)"
         )

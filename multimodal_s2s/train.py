@@ -158,7 +158,6 @@ class _Run:
         self.config = config
         self.out_dir = out_dir
         check_writable(out_dir, folder=True)
-        out_dir.mkdir(parents=True, exist_ok=True)
         self.dist = dist
         self.progress = progress and dist.is_main
         self.device = device or resolve_device(config.train.device)
@@ -167,6 +166,7 @@ class _Run:
         tokenizer = Tokenizer.build(
             self.data.texts("train"), config.tokenizer.kind, config.tokenizer.min_count
         )
+        out_dir.mkdir(parents=True, exist_ok=True)  # once the training data could be read
         if found is not None:
             payload, path = found
             self.model, self.tokenizer, saved = model_from_checkpoint(payload, path)

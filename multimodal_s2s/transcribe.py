@@ -66,15 +66,16 @@ def transcribe(
     if beam < 1 or batch_size < 1 or max_chunk_seconds <= 0 or min_pause_seconds < 0:
         raise InputError(
             "--beam and --batch-size must be >= 1, --max-chunk-seconds > 0 and "
-            "--min-pause-seconds >= 0"
+            f"--min-pause-seconds >= 0, got {beam}, {batch_size}, {max_chunk_seconds} and "
+            f"{min_pause_seconds}"
         )
+    model, tokenizer, config = load_model(model_path, resolve_device(device))
+    if getattr(config.data, "features", None) is None:
+        raise InputError(f"{model_path}: not a speech model (data.name={config.data.name})")
+    config = override_config(config, search_overrides, ("search",))
     files, failed = find_files_reporting(paths, SUPPORTED_AUDIO_EXTENSIONS, "audio")
     if not files:
         return 1
-    model, tokenizer, config = load_model(model_path, resolve_device(device))
-    if getattr(config.data, "features", None) is None:
-        raise InputError(f"{model_path}: not a speech model (data.name={config.data.name!r})")
-    config = override_config(config, search_overrides, ("search",))
     transcriber = _Transcriber(
         model, tokenizer, config, beam, batch_size, max_chunk_seconds, min_pause_seconds
     )

@@ -20,12 +20,14 @@ SOURCE_SHAPES = {
     "pblstm": [
         "encoder.name=pblstm",
         "encoder.input_dim=6",
+        "data.feature_dim=6",
         "encoder.hidden_dim=8",
         "encoder.num_layers=2",
     ],
     "conv_pblstm": [
         "encoder.name=conv_pblstm",
         "encoder.input_dim=6",
+        "data.feature_dim=6",
         "encoder.hidden_dim=8",
         "encoder.num_layers=1",
         "encoder.conv_channels=[3, 3]",

@@ -2,6 +2,7 @@
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -71,6 +72,19 @@ def test_check_writable_names_what_stands_in_the_way(tmp_path):
         check_writable(file, folder=True)
     with pytest.raises(InputError, match=f"cannot write a file below {file}, a file"):
         check_writable(file / "out.jsonl")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_folder_that_takes_no_new_files_is_named_before_any_work():
+    """/proc takes no new files, for root too (as a folder without write permission does for
+    other users)."""
+    with pytest.raises(InputError, match="/proc/out.jsonl: cannot write in /proc"):
+        check_writable("/proc/out.jsonl")
+    with pytest.raises(InputError, match="/proc/maps: cannot write in /proc"):
+        check_writable("/proc/maps", folder=True)
+    with pytest.raises(InputError, match="/proc/out.jsonl: cannot write it"):
+        with atomic_write("/proc/out.jsonl") as file:
+            file.write("never")
 
 
 def test_atomic_write_to_a_folder_fails_before_writing_anything(tmp_path):

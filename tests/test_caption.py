@@ -144,6 +144,23 @@ def test_attention_maps_one_png_per_captioned_image(trained, tmp_path):
             )
 
 
+def test_an_attention_map_that_cannot_be_written_is_reported_and_the_rest_written(
+    trained, tmp_path, capsys
+):
+    checkpoint, images = trained
+    maps, output = tmp_path / "maps", tmp_path / "out.jsonl"
+    (maps / "01.png.png").mkdir(parents=True)  # a folder where one map would go
+    files = [str(images / f"{index:02d}.png") for index in range(3)]
+    status = caption(checkpoint, files, output, beam=2, attention_maps=maps, device="cpu")
+    assert status == 1
+    assert "is a folder, not a file" in capsys.readouterr().err
+    assert [record["image"] for record in _records(output)] == files
+    assert sorted(path.name for path in maps.glob("*.png.png") if path.is_file()) == [
+        "00.png.png",
+        "02.png.png",
+    ]
+
+
 def test_command_line_arguments_reach_caption(trained, tmp_path, capsys):
     checkpoint, images = trained
     parser = argparse.ArgumentParser()

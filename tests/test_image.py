@@ -1,5 +1,8 @@
 """Tests for image loading, transforms and image-file discovery."""
 
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -142,6 +145,19 @@ def test_load_image_rejects_other_format_behind_supported_extension(tmp_path):
         load_image(path)
 
 
+def test_large_images_load_quietly_and_only_bombs_are_refused(tmp_path, monkeypatch):
+    """Pillow warns for images of 1-2 times its pixel limit and refuses larger ones."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    large, bomb = tmp_path / "large.png", tmp_path / "bomb.png"
+    _split_image(12, 12).save(large)  # 144 pixels
+    _split_image(15, 15).save(bomb)  # 225 pixels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_image(large).size == (12, 12)
+    with pytest.raises(InputError, match="bomb.png"):
+        load_image(bomb)
+
+
 def test_transform_resizes_to_a_uint8_square():
     transform = build_image_transform(16)
     tensor = transform(Image.new("RGB", (50, 30), (255, 128, 0)))
@@ -184,6 +200,9 @@ def test_find_image_files_mixes_files_and_globs_without_duplicates(tmp_path):
     first, second, third = _touch_images(tmp_path, ["x1.png", "x2.gif", "y.bmp"])
     found = find_image_files([str(third), str(tmp_path / "x*"), str(first)])
     assert found == [third, first, second]
+    (tmp_path / "sub").mkdir()
+    other_spelling = str(tmp_path / "sub" / ".." / "y.bmp")
+    assert find_image_files([other_spelling, str(third)]) == [Path(other_spelling)]
 
 
 def test_find_image_files_recursive_glob(tmp_path):

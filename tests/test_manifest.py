@@ -230,15 +230,21 @@ def test_collected_records_are_written_when_the_block_ends(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
 
 
-def test_an_interrupt_leaves_the_collected_records_in_a_partial_file(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("exception", "why"),
+    [(KeyboardInterrupt, "interrupted"), (RuntimeError, "stopped by an error")],
+)
+def test_an_interrupt_or_error_leaves_the_collected_records_in_a_partial_file(
+    tmp_path, capsys, exception, why
+):
     output = tmp_path / "out.jsonl"
-    with pytest.raises(KeyboardInterrupt), collected_records(output) as records:
+    with pytest.raises(exception), collected_records(output) as records:
         records.append({"audio": "a.wav", "text": "one"})
-        raise KeyboardInterrupt
+        raise exception
     assert not output.exists()
     partial = tmp_path / "out.jsonl.partial"
     assert partial.read_text() == '{"audio": "a.wav", "text": "one"}\n'
-    assert "interrupted: 1 finished results kept in" in capsys.readouterr().err
+    assert f"{why}: 1 finished results kept in" in capsys.readouterr().err
 
 
 def test_collected_records_refuse_an_unwritable_path_before_the_block_runs(tmp_path):

@@ -83,6 +83,17 @@ def test_without_a_pause_long_audio_is_cut_at_the_limit(min_pause_seconds):
     assert split_at_pauses(wave[:RATE], RATE, 30.0, min_pause_seconds) == [(0, RATE)]
 
 
+@pytest.mark.parametrize(("seconds", "limit", "cut"), [(30.01, 30.0, 29.01), (2.01, 2.0, 1.01)])
+def test_a_cut_at_the_limit_leaves_at_least_a_second_after_it(seconds, limit, cut):
+    wave = _tone(seconds)
+    assert split_at_pauses(wave, RATE, limit, 0.0) == [
+        (0, round(cut * RATE)),
+        (round(cut * RATE), wave.shape[0]),
+    ]
+    half_second_chunks = split_at_pauses(_tone(1.1), RATE, 0.5, 0.0)  # tails of 0.25 s
+    assert half_second_chunks == [(0, 8000), (8000, 13600), (13600, 17600)]
+
+
 def test_pauses_and_the_limit_combine():
     wave = torch.cat([_tone(3.0), _silence(0.5), _tone(2.5)])
     bounds = split_at_pauses(wave, RATE, max_chunk_seconds=2.0)

@@ -34,13 +34,14 @@ def _model(encoder: str, attention: str, eos_bias: float = 1.5, layers: int = 1)
     return model
 
 
-def _sources(encoder: str):
-    """A short source alone, and the same source inside a batch with longer ones."""
+def _sources(encoder: str, frames: int = 17):
+    """A short source (of ``frames`` frames) alone, and the same source inside a batch with
+    longer ones."""
     if encoder in ("pblstm", "conv_pblstm"):
         batch = torch.randn(3, 40, 6)
-        batch[1, 17:] = 50.0  # padding garbage
-        lengths = torch.tensor([40, 17, 33])
-        return (batch[1:2, :17], torch.tensor([17])), (batch, lengths)
+        batch[1, frames:] = 50.0  # padding garbage
+        lengths = torch.tensor([40, frames, 33])
+        return (batch[1:2, :frames], torch.tensor([frames])), (batch, lengths)
     images = torch.randn(3, 3, 32, 32)
     return (images[1:2], None), (images, None)
 
@@ -77,6 +78,22 @@ def test_padding_never_changes_decoding(encoder, attention, device, full_float32
     assert [h.score for h in beam_batch] == pytest.approx([h.score for h in beam_alone], abs=1e-5)
     for a, b in zip(beam_alone, beam_batch):
         torch.testing.assert_close(b.attention, a.attention, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("encoder", ["pblstm", "conv_pblstm"])
+def test_sources_shorter_than_the_encoder_needs_decode_the_same_alone_and_in_a_batch(encoder):
+    model = _model(encoder, "location")
+    assert model.encoder.min_frames == {"pblstm": 4, "conv_pblstm": 5}[encoder]
+    (alone, alone_lengths), (batch, batch_lengths) = _sources(encoder, frames=2)
+    with pytest.raises(ValueError, match="needs at least"):
+        model.encoder(alone, alone_lengths)
+    encoded_alone = model.encode(alone, alone_lengths)
+    encoded_batch = model.encode(batch, batch_lengths)
+    assert encoded_alone.lengths.tolist() == [1] and int(encoded_batch.lengths[1]) == 1
+    beam_alone = beam_search(model, encoded_alone, SEARCH)[0]
+    beam_batch = beam_search(model, encoded_batch, SEARCH)[1]
+    assert [h.tokens for h in beam_batch] == [h.tokens for h in beam_alone]
+    assert [h.score for h in beam_batch] == pytest.approx([h.score for h in beam_alone], abs=1e-5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -160,9 +160,18 @@ def test_a_folder_holding_a_run_needs_resume(tmp_path):
         train(load_config(None, overrides), tmp_path, progress=False)
 
 
+def test_a_missing_training_manifest_is_named_before_the_run_folder_is_made(tmp_path):
+    config = load_config(None, ["data.name=speech", f"data.train={tmp_path / 'missing.jsonl'}"])
+    with pytest.raises(InputError, match="missing.jsonl: manifest not found"):
+        train(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_bad_checkpoints_are_named(tmp_path):
     with pytest.raises(InputError, match="nope.pt: checkpoint not found"):
         load_model(tmp_path / "nope.pt")
+    with pytest.raises(InputError, match=f"{tmp_path}: is a folder, not a checkpoint file"):
+        load_model(tmp_path)
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"garbage")
     with pytest.raises(InputError, match="corrupt.pt: truncated or not a checkpoint"):
@@ -281,8 +290,12 @@ def test_evaluate_cli_takes_overrides_before_or_after_splits(tmp_path, capsys):
     assert all(len(h) <= 1 for h in hypotheses(capped, "--splits", "dev"))
     assert any(len(h) > 1 for h in hypotheses("--splits", "dev"))
     capsys.readouterr()
-    assert main(["evaluate", "--model", model, "--splits", "nope"]) == 2
+    late = tmp_path / "late"
+    assert (
+        main(["evaluate", "--model", model, "--splits", "dev", "nope", "--report", str(late)]) == 2
+    )
     assert "has no split 'nope'" in capsys.readouterr().err
+    assert not late.exists()  # refused before dev was decoded and its report written
     assert main(["evaluate", "--model", model, "decoder.hidden_dim=8"]) == 2
     assert "can only override data.* and search.*" in capsys.readouterr().err
 

@@ -152,12 +152,30 @@ def test_long_audio_is_chunked_and_joined(checkpoint, tmp_path, gap_seconds, max
 def test_bad_options_and_checkpoints_raise_input_errors(corpus, tmp_path):
     folder, _ = corpus
     files = _audio_files(folder)[:1]
-    with pytest.raises(InputError, match="--beam"):
+    with pytest.raises(InputError, match="--beam .* got 0, 16, 30.0 and 0.3"):
         transcribe(tmp_path / "model.pt", files, None, beam=0)
-    with pytest.raises(InputError, match="--min-pause-seconds"):
+    with pytest.raises(InputError, match="--min-pause-seconds .* got 8, 16, 30.0 and -1.0"):
         transcribe(tmp_path / "model.pt", files, None, min_pause_seconds=-1.0)
     with pytest.raises(InputError, match="model.pt: checkpoint not found"):
         transcribe(tmp_path / "model.pt", files, None, device="cpu")
+    with pytest.raises(InputError, match="model.pt: checkpoint not found"):
+        transcribe(tmp_path / "model.pt", [str(tmp_path / "missing.wav")], None, device="cpu")
+
+
+def test_audio_too_short_for_the_encoder_is_transcribed_as_alone(corpus, checkpoint, tmp_path):
+    """80 samples make one feature frame; the checkpoint's encoder needs two."""
+    folder, _ = corpus
+    click = tmp_path / "click.wav"
+    _write(click, _tone(0.005))
+    files = [str(click), *_audio_files(folder)]
+    together, alone = tmp_path / "together.jsonl", tmp_path / "alone.jsonl"
+    assert transcribe(checkpoint, files, together, beam=2, batch_size=5, device="cpu") == 0
+    assert transcribe(checkpoint, [str(click)], alone, beam=2, device="cpu") == 0
+    records = [json.loads(line) for line in together.read_text().splitlines()]
+    (click_alone,) = [json.loads(line) for line in alone.read_text().splitlines()]
+    assert [record["audio"] for record in records] == files
+    assert records[0]["text"] == click_alone["text"]
+    assert records[0]["score"] == pytest.approx(click_alone["score"], abs=1e-5)
 
 
 def test_command_line_registers_transcribe(corpus, checkpoint, tmp_path):

@@ -3,6 +3,7 @@
 import argparse
 import glob
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -15,17 +16,17 @@ def find_files(paths: list[str], extensions: tuple[str, ...], kind: str) -> list
 
     A directory contributes every such file below it (recursively, sorted); a glob pattern
     (``*``, ``?``, ``[...]``, ``**`` to recurse) the files among its sorted matches.
-    Extensions compare case-insensitively. Duplicates are dropped, first occurrence kept.
+    Extensions compare case-insensitively. Duplicates (the same file however spelled) are
+    dropped, the first occurrence kept.
 
     Raises:
         InputError: naming the entry, when a path is missing, a pattern or directory yields
             no ``kind`` file, or a file named explicitly has an unsupported extension.
     """
-    found: dict[Path, None] = {}
+    found: dict[Path, Path] = {}
     for entry in paths:
-        for path in _expand(entry, extensions, kind):
-            found.setdefault(path, None)
-    return list(found)
+        _add_new_files(found, _expand(entry, extensions, kind))
+    return list(found.values())
 
 
 def find_files_reporting(
@@ -33,15 +34,21 @@ def find_files_reporting(
 ) -> tuple[list[Path], bool]:
     """Like ``find_files``, but an entry that names no usable file is reported with
     ``report_skipped`` and skipped; returns the files and whether any entry was skipped."""
-    found: dict[Path, None] = {}
+    found: dict[Path, Path] = {}
     skipped = False
     for entry in paths:
         try:
-            found.update(dict.fromkeys(find_files([entry], extensions, kind)))
+            _add_new_files(found, find_files([entry], extensions, kind))
         except InputError as error:
             report_skipped(error)
             skipped = True
-    return list(found), skipped
+    return list(found.values()), skipped
+
+
+def _add_new_files(found: dict[Path, Path], paths: Iterable[Path]) -> None:
+    """Add each path under its resolved form, unless the same file is there already."""
+    for path in paths:
+        found.setdefault(path.resolve(), path)
 
 
 def add_batch_command_arguments(

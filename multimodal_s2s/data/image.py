@@ -11,7 +11,9 @@ uniform resize per axis keeps every object in view and keeps its relations ("lef
 (`image_frontend.ImageFrontend`), done a whole batch at a time.
 """
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +47,24 @@ def load_image(path: str | Path, background: tuple[int, int, int] = WHITE) -> Im
     """
     path = _existing_image_file(path)
     try:
-        with Image.open(path, formats=_PILLOW_FORMATS) as image:
+        with _open(path) as image:
             image.seek(0)
             image.load()
             upright = ImageOps.exif_transpose(image)
             return _to_rgb(upright, background)
     except _DECODE_ERRORS as error:
         raise _unreadable(path, error) from error
+
+
+@contextmanager
+def _open(path: Path) -> Iterator[Image.Image]:
+    """``Image.open`` without Pillow's warning for images of 1-2 times
+    ``Image.MAX_IMAGE_PIXELS``, which decode fine (a larger one still raises
+    ``DecompressionBombError``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path, formats=_PILLOW_FORMATS) as image:
+            yield image
 
 
 def image_pixels(path: str | Path) -> int:
@@ -65,7 +78,7 @@ def image_pixels(path: str | Path) -> int:
     """
     path = _existing_image_file(path)
     try:
-        with Image.open(path, formats=_PILLOW_FORMATS) as image:
+        with _open(path) as image:
             return image.width * image.height
     except Image.DecompressionBombError:
         return 2 * Image.MAX_IMAGE_PIXELS + 1

@@ -73,9 +73,9 @@ def collected_records(path: str | Path | None) -> Iterator[list[dict]]:
     """A list for a batch command's result records, written to ``path`` by
     ``write_manifest`` when the block ends (nothing is written for ``None``).
 
-    If Ctrl-C interrupts the block, the records collected so far go to ``<path>.partial``
-    instead (and a line on stderr says so) before the interrupt goes on, so finished work is
-    not lost while ``path`` never holds an incomplete result.
+    If Ctrl-C or an error interrupts the block, the records collected so far go to
+    ``<path>.partial`` instead (and a line on stderr says so) before the exception goes on,
+    so finished work is not lost while ``path`` never holds an incomplete result.
 
     Raises:
         InputError: on entry, before any work, when ``path`` cannot be written
@@ -86,12 +86,12 @@ def collected_records(path: str | Path | None) -> Iterator[list[dict]]:
     records: list[dict] = []
     try:
         yield records
-    except KeyboardInterrupt:
+    except BaseException as error:
         if path is not None and records:
             partial = Path(path).with_name(Path(path).name + ".partial")
             write_manifest(records, partial)
-            kept = f"interrupted: {len(records)} finished results kept in {partial}"
-            print(kept, file=sys.stderr)
+            why = "interrupted" if isinstance(error, KeyboardInterrupt) else "stopped by an error"
+            print(f"{why}: {len(records)} finished results kept in {partial}", file=sys.stderr)
         raise
     if path is not None:
         write_manifest(records, path)

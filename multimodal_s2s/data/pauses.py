@@ -10,7 +10,8 @@ below the loud frames when the quiet ones are digital silence, so the rule needs
 absolute level and holds for noisy recordings. Sounds shorter than ``MIN_SOUND_SECONDS``
 (clicks, a breath) do not interrupt a pause, and a recording whose levels span less than
 ``MIN_RANGE_DB`` has no pause to find. Pieces still longer than the chunk limit are cut at
-their quietest frame before the limit.
+their quietest frame before the limit, and early enough to leave at least ``MIN_TAIL_SECONDS``
+(half the limit when that is less) after the cut.
 """
 
 import torch
@@ -24,6 +25,7 @@ PAUSE_LEVEL = 0.2
 FLOOR_DB = 60.0
 MIN_SOUND_SECONDS = 0.1
 MIN_RANGE_DB = 10.0
+MIN_TAIL_SECONDS = 1.0
 _LIMIT_SEARCH_SECONDS = 5.0
 _QUIETEST_RATIO = 0.5
 
@@ -40,7 +42,9 @@ def split_at_pauses(
     (none when it is 0), then any chunk still longer than ``max_chunk_seconds`` in the middle
     of the quietest 10 ms frame of the last 5 seconds (at most half a chunk) before the
     limit; when no frame there has less than half the window's mean energy, exactly at the
-    limit.
+    limit. The limit moves earlier where it would leave less than ``MIN_TAIL_SECONDS`` (or
+    half a chunk) of the chunk after it, so that no cut leaves a sliver of audio to decode
+    on its own.
 
     Returns:
         ``[(start, end), ...]`` sample ranges covering ``[0, N)`` in order.
@@ -49,10 +53,11 @@ def split_at_pauses(
     cuts = pause_middles(wave, frame, min_pause_seconds) if min_pause_seconds > 0 else []
     limit = max(1, round(max_chunk_seconds * sample_rate))
     search = min(round(_LIMIT_SEARCH_SECONDS * sample_rate), limit // 2)
+    tail = min(round(MIN_TAIL_SECONDS * sample_rate), limit // 2)
     bounds = []
     for start, end in zip([0, *cuts], [*cuts, wave.shape[0]], strict=True):
         while end - start > limit:
-            cut = _quietest_cut(wave, start + limit, search, frame)
+            cut = _quietest_cut(wave, min(start + limit, end - tail), search, frame)
             bounds.append((start, cut))
             start = cut
         bounds.append((start, end))

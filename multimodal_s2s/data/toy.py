@@ -30,7 +30,7 @@ class ToySequenceConfig:
     num_train: int = 256
     num_dev: int = 32
     max_words: int = 4
-    feature_dim: int = 16
+    feature_dim: int = 80  # the default encoder's input_dim
     noise: float = 0.1
     seed: int = 0
 

@@ -27,6 +27,7 @@ class Encoder(nn.Module, ABC):
 
     output_dim: int
     auxiliary_dim: int | None = None  # D_a of ``EncoderOutput.auxiliary``; None = no auxiliary
+    min_frames: int = 1  # the fewest frames a sequence of a padded batch may have
 
     @abstractmethod
     def forward(self, inputs: Tensor, lengths: Tensor | None = None) -> EncoderOutput:

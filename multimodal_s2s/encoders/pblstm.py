@@ -73,7 +73,8 @@ class PyramidalBLSTMEncoder(Encoder):
             if config.conv_channels
             else None
         )
-        self.reduction = 2 ** (config.num_layers + len(config.conv_channels))
+        convolutions, joins = len(config.conv_channels), config.num_layers
+        self.min_frames = 2**convolutions * (2**joins - 1) + 1
         hidden = config.hidden_dim
         first_size = self.convolution.output_dim if self.convolution else config.input_dim
         input_sizes = [first_size] + [4 * hidden] * config.num_layers
@@ -91,8 +92,8 @@ class PyramidalBLSTMEncoder(Encoder):
 
         Args:
             inputs: ``(B, T, F)`` features.
-            lengths: ``(B,)`` valid frames per sequence, each ``>= 2**k`` (times ``2**c`` with
-                ``c`` convolution blocks); ``None`` = all ``T``.
+            lengths: ``(B,)`` valid frames per sequence, each ``>= min_frames`` (``2**k``;
+                ``2**c * (2**k - 1) + 1`` with ``c`` convolution blocks); ``None`` = all ``T``.
 
         Returns:
             memory ``(B, max(L) // 2**k, D)`` and lengths ``(B,)`` = ``L // 2**k``, where ``L``
@@ -103,9 +104,9 @@ class PyramidalBLSTMEncoder(Encoder):
         if lengths is None:
             lengths = torch.full((inputs.size(0),), inputs.size(1), dtype=torch.long)
         lengths = lengths.to(device=inputs.device, dtype=torch.long)
-        if int(lengths.min()) < self.reduction:
+        if int(lengths.min()) < self.min_frames:
             raise ValueError(
-                f"pblstm needs at least {self.reduction} input frames per sequence, "
+                f"pblstm needs at least {self.min_frames} input frames per sequence, "
                 f"got {int(lengths.min())}"
             )
         x = inputs[:, : int(lengths.max())]
