@@ -32,5 +32,7 @@ def _mapped_blocks(setting: str) -> int:
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc settings")
 def test_reuse_freed_memory_serves_blocks_of_megabytes_from_the_heap():
-    assert _mapped_blocks("default") == 4  # glibc maps each block fresh from the kernel
+    # By default glibc maps blocks this size fresh from the kernel: all four, or three where
+    # the imports already raised its dynamic mmap threshold past 1 MB (seen on a CUDA image).
+    assert _mapped_blocks("default") >= 3
     assert _mapped_blocks("reuse") == 0

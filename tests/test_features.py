@@ -302,14 +302,15 @@ def test_speed_perturb_changes_length_and_pitch(factor):
     assert peak_hz == pytest.approx(1000.0 * factor, abs=3.0)
 
 
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
 @pytest.mark.parametrize("factor", [0.9, 1.1, 1.25])
-def test_speed_perturb_equals_torchaudio_resampling_for_a_batch(factor):
+def test_speed_perturb_equals_torchaudio_resampling_for_a_batch(factor, device):
     waves = torch.randn(3, 5003, generator=torch.Generator().manual_seed(0))
     expected = torchaudio.functional.resample(waves, round(16000 * factor), 16000)
-    perturbed = speed_perturb(waves, 16000, factor)
+    perturbed = speed_perturb(waves.to(device), 16000, factor).cpu()
     assert perturbed.shape == expected.shape
     torch.testing.assert_close(perturbed, expected)
-    torch.testing.assert_close(speed_perturb(waves[1], 16000, factor), expected[1])
+    torch.testing.assert_close(speed_perturb(waves[1].to(device), 16000, factor).cpu(), expected[1])
 
 
 def test_speed_perturb_identity_and_errors():

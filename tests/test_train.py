@@ -311,7 +311,7 @@ def test_evaluation_shows_a_progress_bar_in_a_terminal_when_asked(tmp_path, monk
     run = _Run(config, tmp_path, progress=False, resume=False)
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    evaluate_model(run.model, run.tokenizer, run.data, "dev", config, "cpu", progress=progress)
+    evaluate_model(run.model, run.tokenizer, run.data, "dev", config, run.device, progress=progress)
     assert ("evaluating dev" in terminal.getvalue()) == progress
 
 
@@ -326,7 +326,7 @@ def test_epochs_are_ranked_by_the_chosen_dev_metric(tmp_path, select_by, kept, b
     for metrics in dev:
         with torch.no_grad():
             run.model.generator.projection.bias.add_(1.0)  # a different model each epoch
-        weights.append(run.model.generator.projection.bias.clone())
+        weights.append(run.model.generator.projection.bias.clone().cpu())
         run._end_epoch(metrics)
     assert sorted(p.name for p in tmp_path.glob("epoch-*.pt")) == [f"epoch-{e}.pt" for e in kept]
     saved = load_checkpoint(tmp_path / "best.pt")["model"]["generator.projection.bias"]

@@ -218,11 +218,14 @@ def test_search_overrides_on_the_command_line_change_the_checkpoints_search(
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_transcripts_match_cpu(corpus, checkpoint, tmp_path):
+@pytest.mark.parametrize("speeds", ["[]", "[0.9, 1.1]"])
+def test_cuda_transcripts_match_cpu(corpus, checkpoint, tmp_path, speeds):
     folder, _ = corpus
     on_cpu, on_cuda = tmp_path / "cpu.jsonl", tmp_path / "cuda.jsonl"
-    assert transcribe(checkpoint, [str(folder)], on_cpu, beam=2, device="cpu") == 0
-    assert transcribe(checkpoint, [str(folder)], on_cuda, beam=2, device="cuda") == 0
+    search = {"search_overrides": [f"search.speed_factors={speeds}"]}
+    for output, device in ((on_cpu, "cpu"), (on_cuda, "cuda")):
+        status = transcribe(checkpoint, [str(folder)], output, beam=2, device=device, **search)
+        assert status == 0
     expected = [json.loads(line) for line in on_cpu.read_text().splitlines()]
     results = [json.loads(line) for line in on_cuda.read_text().splitlines()]
     assert [r["text"] for r in results] == [r["text"] for r in expected]

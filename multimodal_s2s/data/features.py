@@ -411,7 +411,7 @@ def speed_perturb(wave: Tensor, sample_rate: int, factor: float) -> Tensor:
         return wave
     resampler = _resampler(source_rate, sample_rate)
     step = resampler.orig_freq // resampler.gcd
-    phases = resampler.kernel.to(wave.dtype).squeeze(1)
+    phases = resampler.kernel.to(wave.device, wave.dtype).squeeze(1)
     padded = nn.functional.pad(wave, (resampler.width, resampler.width + step))
     windows = padded.unfold(-1, phases.size(1), step)
     resampled = (windows @ phases.t()).flatten(-2)
