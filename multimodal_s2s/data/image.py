@@ -88,14 +88,14 @@ def image_pixels(path: str | Path) -> int:
 
 def _unreadable(path: Path, error: BaseException) -> InputError:
     reason = " ".join(str(error).split()) or type(error).__name__
-    return InputError(f"cannot read image {path}: {reason}")
+    return InputError(f"{path}: cannot read image ({reason})")
 
 
 def _existing_image_file(path: str | Path) -> Path:
     """``path`` as a ``Path``; InputError unless it is a file with an image extension."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"image file not found: {path}")
+        raise InputError(f"{path}: image file not found")
     _check_extension(path)
     return path
 
@@ -104,8 +104,8 @@ def _check_extension(path: Path) -> None:
     """Raise InputError unless ``path`` ends in a supported image extension."""
     if path.suffix.lower() not in SUPPORTED_IMAGE_EXTENSIONS:
         raise InputError(
-            f"unsupported image extension '{path.suffix}' (supported: "
-            f"{', '.join(SUPPORTED_IMAGE_EXTENSIONS)}): {path}"
+            f"{path}: unsupported image extension '{path.suffix}' (supported: "
+            f"{', '.join(SUPPORTED_IMAGE_EXTENSIONS)})"
         )
 
 
