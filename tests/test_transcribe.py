@@ -222,9 +222,11 @@ def test_search_overrides_on_the_command_line_change_the_checkpoints_search(
 def test_cuda_transcripts_match_cpu(corpus, checkpoint, tmp_path, speeds):
     folder, _ = corpus
     on_cpu, on_cuda = tmp_path / "cpu.jsonl", tmp_path / "cuda.jsonl"
-    search = {"search_overrides": [f"search.speed_factors={speeds}"]}
+    overrides = [f"search.speed_factors={speeds}"]
     for output, device in ((on_cpu, "cpu"), (on_cuda, "cuda")):
-        status = transcribe(checkpoint, [str(folder)], output, beam=2, device=device, **search)
+        status = transcribe(
+            checkpoint, [str(folder)], output, beam=2, device=device, search_overrides=overrides
+        )
         assert status == 0
     expected = [json.loads(line) for line in on_cpu.read_text().splitlines()]
     results = [json.loads(line) for line in on_cuda.read_text().splitlines()]
