@@ -21,7 +21,7 @@ def reuse_freed_memory() -> bool:
     megabytes (the attention energies of 100 images x 5 beams take 4 MB), so this traffic
     recurs every step: with blocks of up to 32 MB served from the heap and up to 1 GB of
     freed memory kept at its top, the scenes captioning benchmark decodes 7-10% faster
-    (``recipes/scenes_captioning/README.md``). Memory in use at the peak is the same; the
+    (``recipes/scenes_captioning/experiments.md``). Memory in use at the peak is the same; the
     process keeps what it freed instead of returning it to the system at once.
     """
     if not sys.platform.startswith("linux"):

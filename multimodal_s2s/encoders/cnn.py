@@ -95,7 +95,7 @@ class ChannelsLastTrunk(nn.Sequential):
     """Image layers whose weights and activations use the channels-last memory layout
     (``(B, C, H, W)`` tensors stored as ``B, H, W, C``), the layout of oneDNN's (and cuDNN's)
     fastest convolutions: on the 2-core CPU the scenes recipe trains 1.2x faster and captions
-    batches 1.2x faster with it (``recipes/scenes_captioning/README.md``). Parameter names
+    batches 1.2x faster with it (``recipes/scenes_captioning/experiments.md``). Parameter names
     and values are those of an ``nn.Sequential`` of the same layers.
 
     In eval mode on the CPU, a large batch runs in chunks of images whose first activation
@@ -192,7 +192,7 @@ def _max_pool_2x2_relu(features: Tensor) -> Tensor:
     over the channels-last activations is slower than these two elementwise maxima (the
     scenes CNN's first pool: 0.35 against 0.14 ms for 16 images in bfloat16), and the
     scenes captioning benchmark ran 6% faster with this step
-    (``recipes/scenes_captioning/README.md``)."""
+    (``recipes/scenes_captioning/experiments.md``)."""
     height, width = features.shape[2] // 2 * 2, features.shape[3] // 2 * 2
     features = features[:, :, :height, :width]
     rows = torch.maximum(features[:, :, 0::2], features[:, :, 1::2])
