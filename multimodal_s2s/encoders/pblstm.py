@@ -175,7 +175,7 @@ class BLSTMLayer(nn.Module):
     that sequence's last valid frame. This replaces packed sequences: on the 2-core CPU
     PyTorch's packed LSTM backward re-zeroes a gradient buffer of the whole batch at every
     time step, so one packed BLSTM layer trained about 7x slower than on the padded batch
-    (``recipes/phone_menu_asr/README.md``); padding costs some compute instead, which length
+    (``recipes/phone_menu_asr/experiments.md``); padding costs some compute instead, which length
     bucketing keeps small. Parameters are initialised as ``nn.LSTM(bidirectional=True)``'s.
     """
 
