@@ -24,6 +24,27 @@ def test_bfloat16_instructions_are_read_from_the_cpu_flags(tmp_path, extra, expe
     assert cpu.has_bfloat16_instructions(tmp_path / "missing") is None
 
 
+@pytest.mark.parametrize(
+    ("flags", "level"),
+    [
+        ("avx2 avx512f avx512_bf16 amx_bf16", "AMX-BF16"),
+        ("avx2 avx512f avx512_bf16", "AVX512-BF16"),
+        ("avx2 avx512f avx512_vnni", "AVX-512 without bfloat16"),
+        ("fma avx avx2", "AVX2 without AVX-512"),
+        ("sse4_2 avx", "without AVX2"),
+    ],
+)
+def test_the_cpu_is_described_by_its_model_and_widest_vector_instructions(
+    tmp_path, monkeypatch, flags, level
+):
+    monkeypatch.setattr(cpu.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cpu.platform, "machine", lambda: "x86_64")
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu {flags}\n")
+    assert cpu.describe_cpu(cpuinfo) == f"AMD EPYC (x86_64), 2 CPUs, {level}"
+    assert cpu.describe_cpu(tmp_path / "missing") == "unknown processor (x86_64), 2 CPUs"
+
+
 @pytest.fixture
 def no_bfloat16_instructions(monkeypatch):
     monkeypatch.setattr(cpu, "has_bfloat16_instructions", lambda: False)

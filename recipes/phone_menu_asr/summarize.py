@@ -12,11 +12,11 @@ The audio length of a split comes from the manifest the checkpoint's config name
 import argparse
 import json
 import os
-import platform
 from pathlib import Path
 
 from multimodal_s2s.checkpoint import load_checkpoint
 from multimodal_s2s.config import config_from_dict
+from multimodal_s2s.cpu import describe_cpu
 from multimodal_s2s.data.speech import SpeechData
 from multimodal_s2s.errors import InputError
 
@@ -38,7 +38,7 @@ def summarize(model: Path, reports: dict[str, Path], seconds: dict[str, float]) 
             )
     total = sum(seconds.values())
     timing = ", ".join(f"{stage} {value / 60:.1f} min" for stage, value in seconds.items())
-    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, load {_load()}"
+    machine = f"{describe_cpu()}, load {_load()}"
     lines = [*rows, "", f"Total {total / 60:.1f} min ({timing}); {machine}."]
     return "\n".join(lines) + "\n", {"results": results, "seconds": seconds}
 

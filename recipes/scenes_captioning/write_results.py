@@ -7,10 +7,11 @@ per step, written by ``run.sh``). Usage: ``python write_results.py RUN``.
 
 import json
 import os
-import platform
 import sys
 from datetime import date
 from pathlib import Path
+
+from multimodal_s2s.cpu import describe_cpu
 
 METRICS = ("object_accuracy", "relation_accuracy", "bleu4", "cider_d", "exact_match", "wer")
 
@@ -21,7 +22,7 @@ def main(run: Path) -> None:
     seconds = _step_seconds(run / "timings.tsv")
     results = {
         "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": describe_cpu(),
         "load_average_1_5_15min": os.getloadavg(),
         "splits": evaluation,
         "throughput": throughput,
