@@ -9,7 +9,9 @@ centres and its margin ``| |dx| - |dy| |`` in pixels (the caption says "left of"
 applied to the centres of the boxes around each object's visible pixels (alpha at least 1,
 less those of the object drawn over it). Then the report's captions (``ms2s evaluate
 --report``) are counted: how many name two different objects, and how often their relation
-word is right, by margin.
+word is right, by margin, and how often they say "left of" by the signed margin
+``|dx| - |dy|``: whether the captions near the diagonal lean to one relation (a bias) or
+scatter around it (imprecise centres).
 
 With ``--model``, a logistic-regression probe is trained on the frozen encoder memory of
 the first ``--probe-train`` training scenes to predict the relation, and scored on the test
@@ -38,6 +40,7 @@ from multimodal_s2s.corpora.scenes.stamps import find_objects
 from multimodal_s2s.data.image import build_image_transform, load_image
 
 MARGIN_BUCKETS = ((0, 2), (2, 4), (4, 8), (8, None))
+SIGNED_BUCKETS = ((-64, -8), (-8, -4), (-4, -2), (-2, 0), (0, 2), (2, 4), (4, 8), (8, 64))
 
 
 def main() -> None:
@@ -49,7 +52,8 @@ def main() -> None:
     args = parser.parse_args()
     scenes = _SceneGeometry(args.corpus)
     test = [spec for spec in scenes.plan["test"] if len(spec.objects) == 2]
-    margins, horizontal, visible = scenes.relations(test)
+    signed, horizontal, visible = scenes.relations(test)
+    margins = {key: abs(value) for key, value in signed.items()}
     print("the visible pixels' boxes give the caption's relation:")
     _print_by_margin(list(margins.values()), visible)
     rows = {Path(r["key"]).stem: r for r in map(json.loads, args.report.open())}
@@ -60,6 +64,11 @@ def main() -> None:
             right[spec.id] = hyp.relation == ref.relation
     print(f"{len(right)} of {len(test)} captions name two different objects; relation word right:")
     _print_by_margin([margins[i] for i in right], list(right.values()))
+    said_left = {key: parse_caption(rows[key]["hyp"]).relation == LEFT for key in right}
+    print('they say "left of" by signed margin |dx| - |dy| (> 0: left of is right):')
+    for low, high in SIGNED_BUCKETS:
+        inside = [said_left[key] for key in right if low <= signed[key] < high]
+        print(f"  {low} to {high} px: {sum(inside) / max(1, len(inside)):.3f} of {len(inside)}")
     if args.model is not None:
         train = [s for s in scenes.plan["train"][: args.probe_train] if len(s.objects) == 2]
         correct = _probe(args.model, scenes, train, test, horizontal)
@@ -86,13 +95,14 @@ class _SceneGeometry:
         self.image_format = settings["image_format"]
 
     def relations(self, specs: list[SceneSpec]) -> tuple[dict[str, float], list[bool], list[bool]]:
-        """Each two-object scene's margin from the diagonal, whether its caption says "left
-        of", and whether its visible pixels give the caption's relation."""
-        margins, horizontal, visible = {}, [], []
+        """Each two-object scene's signed margin from the diagonal ``|dx| - |dy|`` (the
+        caption says "left of" when it is at least 0), whether its caption says "left of",
+        and whether its visible pixels give the caption's relation."""
+        signed, horizontal, visible = {}, [], []
         for spec in specs:
             scene = self.renderer.render(spec)
             first, second = (box.centre for box in scene.boxes)
-            margins[spec.id] = abs(abs(first[0] - second[0]) - abs(first[1] - second[1]))
+            signed[spec.id] = abs(first[0] - second[0]) - abs(first[1] - second[1])
             horizontal.append(scene.caption.relation == LEFT)
             masks = [_drawn_mask(scene, index) for index in range(len(scene.boxes))]
             seen = [
@@ -100,7 +110,7 @@ class _SceneGeometry:
                 for index, name in enumerate(spec.objects)
             ]
             visible.append(caption_structure(seen).relation == scene.caption.relation)
-        return margins, horizontal, visible
+        return signed, horizontal, visible
 
     def images(self, split: str, specs: list[SceneSpec]) -> torch.Tensor:
         """``(N, 3, S, S)`` uint8 images of the scenes, as the corpus saved them."""
