@@ -5,6 +5,7 @@ import torch
 from torch.nn import functional
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from multimodal_s2s import cpu
 from multimodal_s2s.config import load_config
 from multimodal_s2s.encoders import ENCODERS, cnn
 from multimodal_s2s.encoders.cnn import CNNConfig, CNNEncoder
@@ -82,6 +83,22 @@ def test_blstm_layer_equals_a_packed_bidirectional_lstm():
     packed = pack_padded_sequence(inputs, lengths, batch_first=True, enforce_sorted=False)
     expected, _ = pad_packed_sequence(reference(packed)[0], batch_first=True, total_length=11)
     torch.testing.assert_close(layer(inputs, lengths), expected, atol=1e-12, rtol=0)
+
+
+def test_blstm_layer_runs_float32_under_bfloat16_autocast_on_a_cpu_without_bfloat16(monkeypatch):
+    """PyTorch 2.11's bfloat16 LSTM needs oneDNN's bfloat16 primitive, which a CPU without
+    bfloat16 instructions lacks; there the layer computes in float32 and rounds its output
+    to bfloat16, as autocast returns it."""
+    monkeypatch.setattr(cpu, "has_bfloat16_instructions", lambda: False)
+    torch.manual_seed(0)
+    layer = BLSTMLayer(4, 6)
+    inputs, lengths = torch.randn(3, 11, 4), torch.tensor([7, 11, 2])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = layer(inputs.to(torch.bfloat16), lengths)
+        output.float().sum().backward()
+    assert output.dtype == torch.bfloat16
+    assert torch.equal(output, layer(inputs.to(torch.bfloat16).float(), lengths).to(torch.bfloat16))
+    assert layer.forward_lstm.weight_ih_l0.grad.dtype == torch.float32
 
 
 def test_pblstm_rejects_too_short_inputs():

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from multimodal_s2s import cpu
 from multimodal_s2s.encoders.base import Encoder, EncoderOutput
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.masking import padding_mask
@@ -188,10 +189,33 @@ class BLSTMLayer(nn.Module):
         """``(B, T, F)`` and ``(B,)`` valid frames -> ``(B, T, 2 * H)`` (forward states, then
         backward states), zeros at padding frames."""
         reversal = _reversal_index(lengths, x.size(1))
-        forward, _ = self.forward_lstm(x)
-        backward, _ = self.backward_lstm(_gather_frames(x, reversal))
+        forward = _run_lstm(self.forward_lstm, x)
+        backward = _run_lstm(self.backward_lstm, _gather_frames(x, reversal))
         output = torch.cat([forward, _gather_frames(backward, reversal)], dim=2)
         return output.masked_fill(padding_mask(lengths, x.size(1)).unsqueeze(2), 0.0)
+
+
+def _run_lstm(lstm: nn.LSTM, x: Tensor) -> Tensor:
+    """``(B, T, F)`` -> the LSTM's outputs ``(B, T, H)``.
+
+    Under CPU bfloat16 autocast, PyTorch 2.11 always runs an LSTM with oneDNN's bfloat16
+    primitive. oneDNN has that primitive only on CPUs with bfloat16 instructions. On a CPU
+    without them, such as an AVX2-only host, the call fails ("could not create a primitive
+    descriptor for the LSTM forward propagation primitive"). There the LSTM runs in float32
+    instead and its output is rounded to the autocast dtype, as autocast's own LSTM would
+    return it.
+    """
+    fallback = (
+        x.device.type == "cpu"
+        and torch.is_autocast_enabled("cpu")
+        and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        and cpu.has_bfloat16_instructions() is False
+    )
+    if not fallback:
+        return lstm(x)[0]
+    with torch.autocast("cpu", enabled=False):
+        output = lstm(x.float())[0]
+    return output.to(torch.bfloat16)
 
 
 def _reversal_index(lengths: Tensor, frames: int) -> Tensor:
