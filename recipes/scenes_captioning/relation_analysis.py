@@ -64,11 +64,9 @@ def main() -> None:
             right[spec.id] = hyp.relation == ref.relation
     print(f"{len(right)} of {len(test)} captions name two different objects; relation word right:")
     _print_by_margin([margins[i] for i in right], list(right.values()))
-    said_left = {key: parse_caption(rows[key]["hyp"]).relation == LEFT for key in right}
+    said_left = [parse_caption(rows[key]["hyp"]).relation == LEFT for key in right]
     print('they say "left of" by signed margin |dx| - |dy| (> 0: left of is right):')
-    for low, high in SIGNED_BUCKETS:
-        inside = [said_left[key] for key in right if low <= signed[key] < high]
-        print(f"  {low} to {high} px: {sum(inside) / max(1, len(inside)):.3f} of {len(inside)}")
+    _print_by_margin([signed[key] for key in right], said_left, SIGNED_BUCKETS)
     if args.model is not None:
         train = [s for s in scenes.plan["train"][: args.probe_train] if len(s.objects) == 2]
         correct = _probe(args.model, scenes, train, test, horizontal)
@@ -173,12 +171,16 @@ def _probe(
         return ((probe(x_test).squeeze(1) > 0).float() == y_test).tolist()
 
 
-def _print_by_margin(margins: list[float], right: list[bool]) -> None:
-    """Accuracy over all and within each margin bucket (pixels from the diagonal)."""
+def _print_by_margin(
+    margins: list[float], right: list[bool], buckets: tuple = MARGIN_BUCKETS
+) -> None:
+    """The share of ``right`` over all and within each bucket ``(low, high)`` of margins
+    (pixels from the diagonal; ``high`` None: no upper bound)."""
     print(f"  all: {sum(right) / len(right):.3f} of {len(right)}")
-    for low, high in MARGIN_BUCKETS:
-        inside = [r for m, r in zip(margins, right, strict=True) if low <= m < (high or 1e9)]
-        label = f"{low}-{high} px" if high else f"{low}+ px"
+    for low, high in buckets:
+        top = float("inf") if high is None else high
+        inside = [r for m, r in zip(margins, right, strict=True) if low <= m < top]
+        label = f"{low}+ px" if high is None else f"{low} to {high} px"
         print(f"  {label}: {sum(inside) / max(1, len(inside)):.3f} of {len(inside)}")
 
 
