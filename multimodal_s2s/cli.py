@@ -12,7 +12,7 @@ from multimodal_s2s.atomic_file import atomic_write, check_writable
 from multimodal_s2s.caption import add_caption_command
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import load_config, override_config
-from multimodal_s2s.data.manifest import write_manifest
+from multimodal_s2s.data.manifest import IMPORTERS, write_manifest
 from multimodal_s2s.decode import full_float32_on_cuda
 from multimodal_s2s.errors import InputError, TrainingError, one_line
 from multimodal_s2s.evaluate import evaluate_model
@@ -75,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     evaluate_parser.set_defaults(run=_evaluate)
     add_transcribe_command(commands)
     add_caption_command(commands)
+
+    import_parser = commands.add_parser(
+        "import", help="write a JSON Lines manifest from a Kaldi data dir or LibriSpeech tree"
+    )
+    import_parser.add_argument("layout", choices=sorted(IMPORTERS), help="source corpus layout")
+    import_parser.add_argument("src", type=Path, help="Kaldi data directory or LibriSpeech root")
+    import_parser.add_argument("out", type=Path, help="output manifest (.jsonl)")
+    import_parser.set_defaults(run=_import)
     return parser
 
 
@@ -114,6 +122,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.report is not None:
         with atomic_write(args.report / "results.json") as file:
             file.write(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    check_writable(args.out)
+    records = IMPORTERS[args.layout](args.src)
+    write_manifest(records, args.out)
+    hours = sum(record["duration"] for record in records) / 3600
+    print(f"wrote {len(records)} utterances ({hours:.2f} h) to {args.out}")
     return 0
 
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import soundfile
 
+from multimodal_s2s.cli import main
 from multimodal_s2s.data.manifest import (
     collected_records,
     import_kaldi,
     import_librispeech,
-    main,
     read_manifest,
     write_manifest,
 )
@@ -209,14 +209,52 @@ def test_import_kaldi_errors(kaldi_dir):
         import_kaldi(kaldi_dir)
 
 
-def test_main_writes_a_manifest(kaldi_dir, tmp_path, capsys):
+def test_import_kaldi_reads_ogg_opus_tabs_and_paths_relative_to_the_corpus_root(tmp_path):
+    corpus = tmp_path / "corpus"
+    data_dir = corpus / "train"
+    data_dir.mkdir(parents=True)
+    for name, seconds, subtype in (("S1/u1", 1.5, "VORBIS"), ("S2/u2", 0.5, "OPUS")):
+        path = corpus / "WAVE" / f"{name}.ogg"
+        path.parent.mkdir(parents=True)
+        samples = np.zeros(round(seconds * 16000), np.float32)
+        soundfile.write(path, samples, 16000, format="OGG", subtype=subtype)
+    (data_dir / "wav.scp").write_text("u1\tWAVE/S1/u1.ogg\nu2\tWAVE/S2/u2.ogg\n")
+    (data_dir / "text").write_text("u1\tWE CALL IT BEAR\nu2 ZERO  ONE\n")
+    (data_dir / "utt2spk").write_text("u1 S1\nu2 S2\n")
+    (data_dir / "spk2age").write_text("S1 6\nS2 30\n")
+    (data_dir / "spk2gender").write_text("S1 f\n")
+    records = import_kaldi(data_dir)
+    assert [(r["audio"], r["text"], r["speaker"], r["age"]) for r in records] == [
+        (str(corpus / "WAVE" / "S1" / "u1.ogg"), "we call it bear", "S1", 6),
+        (str(corpus / "WAVE" / "S2" / "u2.ogg"), "zero  one", "S2", 30),
+    ]
+    assert [r.get("gender") for r in records] == ["f", None]
+    assert records[0]["duration"] == pytest.approx(1.5, abs=0.01)
+    assert records[1]["duration"] == pytest.approx(0.5, abs=0.01)
+    assert import_kaldi(data_dir, lowercase=False)[0]["text"] == "WE CALL IT BEAR"
+
+
+def test_import_kaldi_names_a_missing_audio_file_and_its_line(kaldi_dir):
+    wav_scp = kaldi_dir / "wav.scp"
+    wav_scp.write_text(wav_scp.read_text() + "utt-c\tgone/c.wav\n")
+    (kaldi_dir / "text").write_text("utt-a x\nutt-b y\nutt-c z\n")
+    with pytest.raises(
+        InputError, match=f"^{wav_scp}:3: audio file not found for 'utt-c': gone/c.wav$"
+    ):
+        import_kaldi(kaldi_dir)
+
+
+def test_ms2s_import_writes_a_manifest(kaldi_dir, tmp_path, capsys):
     out = tmp_path / "out" / "train.jsonl"
-    assert main(["kaldi", str(kaldi_dir), str(out)]) == 0
+    assert main(["import", "kaldi", str(kaldi_dir), str(out)]) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["id"] for line in lines] == ["utt-a", "utt-b"]
     assert "wrote 2 utterances" in capsys.readouterr().out
-    assert main(["librispeech", str(tmp_path / "absent"), str(out)]) == 2
-    assert "error:" in capsys.readouterr().err
+    assert main(["import", "librispeech", str(tmp_path / "absent"), str(out)]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"error: {tmp_path / 'absent'}: LibriSpeech directory not found\n"
+    )
 
 
 def test_collected_records_are_written_when_the_block_ends(tmp_path):

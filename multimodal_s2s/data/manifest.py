@@ -1,12 +1,9 @@
 """JSON Lines manifests (one utterance per line) and importers from corpus layouts.
 
 A record is ``{"audio": path, "text": transcript, "duration": seconds, ...}``; extra keys
-are kept. Command line::
-
-    python -m multimodal_s2s.data.manifest {librispeech,kaldi} SRC OUT.jsonl
+are kept. ``IMPORTERS`` names the corpus layouts ``ms2s import`` reads.
 """
 
-import argparse
 import json
 import sys
 import warnings
@@ -130,18 +127,25 @@ def import_librispeech(root: Path) -> list[dict]:
     return records
 
 
-def import_kaldi(data_dir: Path) -> list[dict]:
-    """Records from a Kaldi data directory (``wav.scp`` and ``text``).
+def import_kaldi(data_dir: Path, lowercase: bool = True) -> list[dict]:
+    """Records from a Kaldi data directory (``wav.scp`` and ``text``, optionally ``utt2spk``,
+    ``spk2age`` and ``spk2gender``).
 
-    ``wav.scp`` lines must be ``UTT-ID PATH`` to an audio file; relative paths are resolved
-    against the current directory (Kaldi runs from the recipe directory). Utterances found
-    in only one of the two files are skipped with a warning. Records are
-    ``{"id", "audio" (absolute), "text", "duration"}`` in ``wav.scp`` order.
+    Lines are ``KEY VALUE`` separated by spaces or tabs. ``wav.scp`` values are paths to audio
+    files (WAV, FLAC, Ogg Vorbis or Opus, MP3). A relative path is looked up against the
+    current directory (Kaldi runs from the recipe directory), then the corpus root (the data
+    directory's parent: corpora that ship ``train/`` beside ``WAVE/``), then the data
+    directory itself. Utterances found in only one of ``wav.scp`` and ``text`` are skipped
+    with a warning. Records are ``{"id", "audio" (absolute), "text", "duration"}`` in
+    ``wav.scp`` order, plus ``"speaker"``, ``"age"`` (an int where it is one) and
+    ``"gender"`` when those files exist; the text is lowercased unless ``lowercase`` is
+    false (LibriSpeech's importer lowercases too, so corpora mix).
 
     Raises:
         InputError: a file is missing, a ``segments`` file exists (recordings split into
             utterances are unsupported), a line is malformed or a piped command
-            (``... |``), the two files share no utterance, or audio is unreadable.
+            (``... |``), an audio file is not found (named with its ``wav.scp`` line), the
+            two files share no utterance, or audio is unreadable.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -151,26 +155,60 @@ def import_kaldi(data_dir: Path) -> list[dict]:
     wav_scp = data_dir / "wav.scp"
     audio_paths = _read_keyed_lines(wav_scp)
     texts = _read_keyed_lines(data_dir / "text")
+    _warn_unpaired(data_dir, audio_paths.keys() - texts.keys(), texts.keys() - audio_paths.keys())
+    speakers = _read_optional(data_dir / "utt2spk")
+    speaker_info = {name: _read_optional(data_dir / f"spk2{name}") for name in ("age", "gender")}
+    records = []
     for utterance_id, (line_number, audio) in audio_paths.items():
+        where = f"{wav_scp}:{line_number}"
         if audio.endswith("|"):
             raise InputError(
-                f"{wav_scp}:{line_number}: piped command for '{utterance_id}' is unsupported; "
+                f"{where}: piped command for '{utterance_id}' is unsupported; "
                 "write the audio to files first"
             )
-    _warn_unpaired(data_dir, audio_paths.keys() - texts.keys(), texts.keys() - audio_paths.keys())
-    records = [
-        {
+        if utterance_id not in texts:
+            continue
+        path = _find_kaldi_audio(data_dir, audio, where, utterance_id)
+        text = texts[utterance_id][1]
+        record = {
             "id": utterance_id,
-            "audio": str(Path(audio).absolute()),
-            "text": texts[utterance_id][1],
-            "duration": audio_duration(audio),
+            "audio": str(path),
+            "text": text.lower() if lowercase else text,
+            "duration": audio_duration(path),
         }
-        for utterance_id, (_, audio) in audio_paths.items()
-        if utterance_id in texts
-    ]
+        if utterance_id in speakers:
+            record.update(_speaker_fields(speakers[utterance_id], speaker_info))
+        records.append(record)
     if not records:
         raise InputError(f"{data_dir}: wav.scp and text share no utterance")
     return records
+
+
+def _find_kaldi_audio(data_dir: Path, audio: str, where: str, utterance_id: str) -> Path:
+    """The absolute path of a ``wav.scp`` entry (lookup order in ``import_kaldi``)."""
+    path = Path(audio)
+    candidates = [path] if path.is_absolute() else [path, data_dir.parent / path, data_dir / path]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.absolute()
+    raise InputError(f"{where}: audio file not found for '{utterance_id}': {audio}")
+
+
+def _read_optional(path: Path) -> dict[str, str]:
+    """``{key: value}`` of a ``KEY VALUE`` file, or ``{}`` when the file does not exist."""
+    if not path.is_file():
+        return {}
+    return {key: value for key, (_, value) in _read_keyed_lines(path).items()}
+
+
+def _speaker_fields(speaker: str, speaker_info: dict[str, dict[str, str]]) -> dict:
+    """``{"speaker", "age", "gender"}`` of one speaker (``age`` and ``gender`` where known)."""
+    fields: dict = {"speaker": speaker}
+    for name, values in speaker_info.items():
+        value = values.get(speaker)
+        if value is not None:
+            fields[name] = int(value) if value.isdigit() else value
+    return fields
 
 
 def _read_keyed_lines(path: Path) -> dict[str, tuple[int, str]]:
@@ -203,29 +241,4 @@ def _warn_unpaired(data_dir: Path, no_text: set[str], no_audio: set[str]) -> Non
             )
 
 
-_IMPORTERS = {"librispeech": import_librispeech, "kaldi": import_kaldi}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Import a corpus into a manifest; returns the process exit status."""
-    parser = argparse.ArgumentParser(
-        prog="python -m multimodal_s2s.data.manifest",
-        description="Write a JSON Lines manifest from a LibriSpeech tree or Kaldi data dir.",
-    )
-    parser.add_argument("layout", choices=sorted(_IMPORTERS), help="source corpus layout")
-    parser.add_argument("src", type=Path, help="LibriSpeech root or Kaldi data directory")
-    parser.add_argument("out", type=Path, help="output manifest (.jsonl)")
-    args = parser.parse_args(argv)
-    try:
-        records = _IMPORTERS[args.layout](args.src)
-        write_manifest(records, args.out)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    hours = sum(record["duration"] for record in records) / 3600
-    print(f"wrote {len(records)} utterances ({hours:.2f} h) to {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+IMPORTERS = {"librispeech": import_librispeech, "kaldi": import_kaldi}
