@@ -19,16 +19,16 @@ out="${SCENES_OUT:-exp/scenes_captioning}"
 # several times slower than one thread.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 # Without a GPU, train with PROCESSES torchrun processes (gloo) that split each global batch of
-# config.yaml's batch_size images: on the 2-core machine two processes train 1.5x faster than
-# one (README.md). With a GPU, one process.
+# config.yaml's batch_size images: on a 2-core CPU two single-threaded processes train faster
+# than one (measured in experiments.md). With a GPU, one process.
 if "$venv/bin/python" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
   processes=1
 else
   processes="${PROCESSES:-2}"
 fi
 # config.yaml trains and decodes in bfloat16 autocast (train.cpu_bfloat16,
-# search.cpu_bfloat16), 1.45x and 1.7x faster on a CPU with bfloat16 instructions and slower
-# than float32 on one without: there, train and decode in float32.
+# search.cpu_bfloat16), faster on a CPU with bfloat16 instructions and slower than float32 on
+# one without: there, train and decode in float32.
 if "$venv/bin/python" -c 'import sys
 from multimodal_s2s.cpu import has_bfloat16_instructions
 sys.exit(not has_bfloat16_instructions())'; then
