@@ -14,11 +14,10 @@ from machine import describe
 
 from multimodal_s2s.allocator import reuse_freed_memory
 from multimodal_s2s.config import load_config
-from multimodal_s2s.data.text import EOS_ID
-from multimodal_s2s.decode import full_float32_on_cuda
-from multimodal_s2s.model import build_model
-from multimodal_s2s.search import beam_search
-from multimodal_s2s.train import resolve_device
+from multimodal_s2s.devices import full_float32_on_cuda, resolve_device
+from multimodal_s2s.models.model import build_model
+from multimodal_s2s.search.beam import beam_search
+from multimodal_s2s.text import EOS_ID
 
 
 def main() -> None:

@@ -24,8 +24,9 @@ from torch import Tensor
 from multimodal_s2s.allocator import reuse_freed_memory
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import override_config
-from multimodal_s2s.decode import decode_batch, full_float32_on_cuda
-from multimodal_s2s.train import build_source, resolve_device
+from multimodal_s2s.data.sources import build_source
+from multimodal_s2s.devices import full_float32_on_cuda, resolve_device
+from multimodal_s2s.search.decode import decode_batch
 
 
 def main() -> None:
@@ -94,7 +95,7 @@ def main() -> None:
 
 def _load_images(config, split: str, count: int) -> Tensor:
     """The first ``count`` evaluation images of ``split``: ``(N, 3, S, S)``."""
-    data = build_source(config)
+    data = build_source(config.data)
     batches = []
     for batch in data.batches(split, train=False, batch_size=min(count, 256)):
         batches.append(batch.sources)

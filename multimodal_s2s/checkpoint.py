@@ -18,9 +18,9 @@ import torch
 
 from multimodal_s2s.atomic_file import atomic_write
 from multimodal_s2s.config import Config, config_from_dict
-from multimodal_s2s.data.text import Tokenizer
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.model import Seq2Seq, build_model
+from multimodal_s2s.models.model import Seq2Seq, build_model
+from multimodal_s2s.text import Tokenizer
 
 FORMAT = "multimodal_s2s/1"
 # Config keys that older versions wrote and that no longer exist (they never had an effect):

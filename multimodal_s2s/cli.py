@@ -9,15 +9,16 @@ from pathlib import Path
 
 from multimodal_s2s.allocator import reuse_freed_memory
 from multimodal_s2s.atomic_file import atomic_write, check_writable
-from multimodal_s2s.caption import add_caption_command
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import load_config, override_config
 from multimodal_s2s.data.manifest import IMPORTERS, write_manifest
-from multimodal_s2s.decode import full_float32_on_cuda
+from multimodal_s2s.data.sources import build_source
+from multimodal_s2s.devices import full_float32_on_cuda, resolve_device
 from multimodal_s2s.errors import InputError, TrainingError, one_line
-from multimodal_s2s.evaluate import evaluate_model
-from multimodal_s2s.train import build_source, resolve_device, train
-from multimodal_s2s.transcribe import add_transcribe_command
+from multimodal_s2s.inference.caption import add_caption_command
+from multimodal_s2s.inference.transcribe import add_transcribe_command
+from multimodal_s2s.training.evaluate import evaluate_model
+from multimodal_s2s.training.train import train
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,7 +109,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     config = override_config(config, overrides, ("data", "search"))
     if args.beam is not None:
         config.search.beam_size = args.beam
-    data = build_source(config)
+    data = build_source(config.data)
     splits = splits or data.eval_splits
     for split in splits:
         data.texts(split)  # an unknown split or a missing manifest fails before any decoding

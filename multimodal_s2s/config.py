@@ -16,15 +16,15 @@ from typing import Any, Literal
 
 import yaml
 
-from multimodal_s2s.data.text import TokenizerKind
-from multimodal_s2s.decoder import DecoderConfig
-from multimodal_s2s.encoders import ENCODERS
-from multimodal_s2s.encoders.pblstm import PBLSTMConfig
+from multimodal_s2s.data.sources import SOURCES, ToySequenceConfig
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.generator import GeneratorConfig
-from multimodal_s2s.loss import LossConfig
-from multimodal_s2s.search import SearchConfig
-from multimodal_s2s.sources import SOURCES, ToySequenceConfig
+from multimodal_s2s.models.decoder import DecoderConfig
+from multimodal_s2s.models.encoders import ENCODERS
+from multimodal_s2s.models.encoders.pblstm import PBLSTMConfig
+from multimodal_s2s.models.generator import GeneratorConfig
+from multimodal_s2s.models.loss import LossConfig
+from multimodal_s2s.search.beam import SearchConfig
+from multimodal_s2s.text import TokenizerKind
 
 
 class ConfigError(InputError):
@@ -41,9 +41,9 @@ class TokenizerConfig:
 class TrainConfig:
     """Optimisation and bookkeeping. ``device`` "auto" picks CUDA when available.
 
-    ``batch_size`` is per process (see ``train.py`` for data parallelism). A resume point is
-    written every ``save_every_steps`` optimiser steps (0: only at epoch ends) and the newest
-    ``keep_last`` are kept; ``max_bad_batches`` non-finite batches in a row stop the run.
+    ``batch_size`` is per process (see ``training/train.py`` for data parallelism). A resume
+    point is written every ``save_every_steps`` optimiser steps (0: only at epoch ends) and the
+    newest ``keep_last`` are kept; ``max_bad_batches`` non-finite batches in a row stop the run.
     ``amp`` trains in mixed precision on CUDA (float16 with loss scaling);
     ``cpu_bfloat16`` autocasts training to bfloat16 on CPU, which is fast only on CPUs with
     bfloat16 instructions (AVX512-BF16 or AMX) and slower than float32 elsewhere.

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from multimodal_s2s.config import load_config
-from multimodal_s2s.data.text import teacher_forcing_pair
-from multimodal_s2s.model import build_model
-from multimodal_s2s.train import _Run
+from multimodal_s2s.models.model import build_model
+from multimodal_s2s.text import teacher_forcing_pair
+from multimodal_s2s.training.train import Trainer
 
 VOCAB = 12
 
@@ -79,7 +79,7 @@ def one_training_batch(overrides: list[str], folder):
     the model's teacher-forced outputs on it (log-probs, attention, encoder output). On the
     CPU in float32, so that a test can recompute the training step's loss exactly."""
     config = load_config(None, overrides + ["data.num_train=8", "train.device=cpu"])
-    run = _Run(config, folder, progress=False, resume=False)
+    run = Trainer(config, folder, progress=False, resume=False)
     (batch,) = run._train_batches(epoch=0)
     inputs, targets = teacher_forcing_pair([run.tokenizer.encode(t) for t in batch.texts])
     with torch.no_grad():

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from multimodal_s2s.attention import ATTENTIONS, dot_tanh_
 from multimodal_s2s.masking import padding_mask
+from multimodal_s2s.models.attention import ATTENTIONS, dot_tanh_
 
 QUERY, MEMORY = 6, 6
 
@@ -114,8 +114,8 @@ def test_dot_attention_requires_matching_sizes():
 
 @pytest.mark.parametrize("init", ["zeros", "first"])
 def test_first_step_previous_attention_follows_init_attention(init):
-    from multimodal_s2s.decoder import AttentionDecoder, DecoderConfig
-    from multimodal_s2s.encoders.base import EncoderOutput
+    from multimodal_s2s.models.decoder import AttentionDecoder, DecoderConfig
+    from multimodal_s2s.models.encoders.base import EncoderOutput
 
     decoder = AttentionDecoder(DecoderConfig(hidden_dim=8, init_attention=init), 7, MEMORY)
     memory = torch.randn(2, 5, MEMORY)

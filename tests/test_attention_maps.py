@@ -6,14 +6,14 @@ import pytest
 import torch
 from PIL import Image
 
-from multimodal_s2s.attention_maps import (
+from multimodal_s2s.frontends.image import Crop
+from multimodal_s2s.inference.attention_maps import (
     LABEL_HEIGHT,
     MIN_BRIGHTNESS,
     PADDING,
     PANEL_COLUMNS,
     save_attention_map,
 )
-from multimodal_s2s.data.image_frontend import Crop
 
 WIDTH, HEIGHT = 64, 48
 GRID = (4, 4)  # (H', W'): each grid cell covers 12 x 16 pixels

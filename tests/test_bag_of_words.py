@@ -5,14 +5,15 @@ import pytest
 import torch
 from conftest import DECODER, IMAGES, SMALL, SOURCE_SHAPES, VOCAB, one_training_batch, tiny_model
 
-from multimodal_s2s.bag_of_words import bag_of_words_loss, rerank_with_bag_of_words
 from multimodal_s2s.config import load_config
-from multimodal_s2s.data.text import EOS_ID, PAD_ID, Tokenizer
-from multimodal_s2s.decode import decode_batch
-from multimodal_s2s.encoders.base import EncoderOutput
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.loss import token_loss
-from multimodal_s2s.search import Hypothesis, beam_search
+from multimodal_s2s.models.bag_of_words import bag_of_words_loss
+from multimodal_s2s.models.encoders.base import EncoderOutput
+from multimodal_s2s.models.loss import token_loss
+from multimodal_s2s.search.beam import Hypothesis, beam_search
+from multimodal_s2s.search.decode import decode_batch
+from multimodal_s2s.search.rerank import rerank_with_bag_of_words
+from multimodal_s2s.text import EOS_ID, PAD_ID, Tokenizer
 
 BAG = ["loss.bag_of_words_weight=0.5"]
 

@@ -7,15 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-import multimodal_s2s.caption as caption_module
-from multimodal_s2s.attention_maps import LABEL_HEIGHT, PADDING, PANEL_COLUMNS
-from multimodal_s2s.caption import MIN_DISPLAY_SIZE, add_caption_command, caption
+import multimodal_s2s.inference.caption as caption_module
 from multimodal_s2s.checkpoint import save_checkpoint
 from multimodal_s2s.config import config_to_dict, load_config
-from multimodal_s2s.data.text import Tokenizer
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.model import build_model
-from multimodal_s2s.train import train
+from multimodal_s2s.inference.attention_maps import LABEL_HEIGHT, PADDING, PANEL_COLUMNS
+from multimodal_s2s.inference.caption import MIN_DISPLAY_SIZE, add_caption_command, caption
+from multimodal_s2s.models.model import build_model
+from multimodal_s2s.text import Tokenizer
+from multimodal_s2s.training.train import train
 
 COLOURS = {"red": (220, 0, 0), "green": (0, 180, 0), "blue": (0, 0, 220)}
 
@@ -200,7 +200,7 @@ def test_an_interrupted_run_keeps_the_finished_captions_in_a_partial_file(
     trained, tmp_path, monkeypatch
 ):
     checkpoint, images = trained
-    decode = caption_module._decode
+    decode = caption_module.decode_images
     calls = []
 
     def interrupted_after_the_first_batch(*args, **kwargs):
@@ -209,7 +209,7 @@ def test_an_interrupted_run_keeps_the_finished_captions_in_a_partial_file(
             raise KeyboardInterrupt
         return decode(*args, **kwargs)
 
-    monkeypatch.setattr(caption_module, "_decode", interrupted_after_the_first_batch)
+    monkeypatch.setattr(caption_module, "decode_images", interrupted_after_the_first_batch)
     output = tmp_path / "out.jsonl"
     with pytest.raises(KeyboardInterrupt):
         caption(checkpoint, [str(images)], output, batch_size=4, device="cpu")

@@ -1,9 +1,9 @@
 import pytest
 
-from multimodal_s2s.attention import AdditiveConfig
 from multimodal_s2s.config import ConfigError, config_from_dict, config_to_dict, load_config
-from multimodal_s2s.encoders.cnn import CNNConfig
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.models.attention import AdditiveConfig
+from multimodal_s2s.models.encoders.cnn import CNNConfig
 
 
 def test_yaml_and_overrides(tmp_path):

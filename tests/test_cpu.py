@@ -6,10 +6,10 @@ from conftest import DECODER, SEQUENCES, SMALL, SOURCE_SHAPES, tiny_model
 
 from multimodal_s2s import cpu
 from multimodal_s2s.config import load_config
-from multimodal_s2s.data.text import Tokenizer
-from multimodal_s2s.decode import decode_batch
-from multimodal_s2s.search import SearchConfig
-from multimodal_s2s.train import train
+from multimodal_s2s.search.beam import SearchConfig
+from multimodal_s2s.search.decode import decode_batch
+from multimodal_s2s.text import Tokenizer
+from multimodal_s2s.training.train import train
 
 FLAGS = "flags\t\t: fpu vme sse avx512f avx512_vnni"
 

@@ -16,14 +16,15 @@ from conftest import (
 
 from multimodal_s2s.checkpoint import load_model, resume_points
 from multimodal_s2s.config import ConfigError, load_config
-from multimodal_s2s.ctc import BLANK_ID, CTCPrefixScorer, ctc_loss
-from multimodal_s2s.data.text import EOS_ID, PAD_ID, Tokenizer, teacher_forcing_pair
-from multimodal_s2s.decode import decode_batch
+from multimodal_s2s.data.sources import build_source
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.evaluate import evaluate_model
-from multimodal_s2s.loss import token_loss
-from multimodal_s2s.search import beam_search
-from multimodal_s2s.train import build_source, train
+from multimodal_s2s.models.ctc import BLANK_ID, CTCPrefixScorer, ctc_loss
+from multimodal_s2s.models.loss import token_loss
+from multimodal_s2s.search.beam import beam_search
+from multimodal_s2s.search.decode import decode_batch
+from multimodal_s2s.text import EOS_ID, PAD_ID, Tokenizer, teacher_forcing_pair
+from multimodal_s2s.training.evaluate import evaluate_model
+from multimodal_s2s.training.train import train
 
 PBLSTM = SOURCE_SHAPES["pblstm"] + DECODER  # input_dim 6, hidden 8, two pyramid layers
 CTC = ["loss.ctc_weight=0.3"]
@@ -148,9 +149,9 @@ def test_tiny_model_with_ctc_overfits_eight_pairs(tmp_path):
     ]
     train(load_config(None, overrides), tmp_path, progress=False)
     model, tokenizer, saved = load_model(resume_points(tmp_path)[0])
-    scores = evaluate_model(model, tokenizer, build_source(saved), "train", saved, "cpu")
+    scores = evaluate_model(model, tokenizer, build_source(saved.data), "train", saved, "cpu")
     assert scores.metrics["wer"] == 0.0 and scores.metrics["items"] == 8
-    (batch,) = build_source(saved).batches("train", train=False, batch_size=8)
+    (batch,) = build_source(saved.data).batches("train", train=False, batch_size=8)
     with torch.no_grad():
         log_probs, lengths = model.ctc_log_probs(model.encode(batch.sources, batch.lengths))
     for row, text in enumerate(batch.texts):  # greedy CTC: best frame labels, collapsed

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from multimodal_s2s.decoder import AttentionDecoder, DecoderConfig
-from multimodal_s2s.encoders import EncoderOutput
+from multimodal_s2s.models.decoder import AttentionDecoder, DecoderConfig
+from multimodal_s2s.models.encoders import EncoderOutput
 
 
 class _CountingDropout(nn.Dropout):

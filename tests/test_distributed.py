@@ -11,7 +11,7 @@ from conftest import SEQUENCES, SMALL
 
 from multimodal_s2s.checkpoint import load_checkpoint
 from multimodal_s2s.config import config_to_dict, load_config
-from multimodal_s2s.train import train
+from multimodal_s2s.training.train import train
 
 # 32 items: 4 global batches of 8 items per epoch; 6 dev items in eval batches of 4.
 CTC = ["loss.ctc_weight=0.3", "encoder.ctc_layer=0"]  # the CTC head runs outside DDP forward

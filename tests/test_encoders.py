@@ -7,16 +7,16 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from multimodal_s2s import cpu
 from multimodal_s2s.config import load_config
-from multimodal_s2s.encoders import ENCODERS, cnn
-from multimodal_s2s.encoders.cnn import CNNConfig, CNNEncoder
-from multimodal_s2s.encoders.pblstm import (
+from multimodal_s2s.errors import InputError
+from multimodal_s2s.models.encoders import ENCODERS, grid
+from multimodal_s2s.models.encoders.cnn import CNNConfig, CNNEncoder
+from multimodal_s2s.models.encoders.pblstm import (
     BLSTMLayer,
     ConvPBLSTMConfig,
     PBLSTMConfig,
     PyramidalBLSTMEncoder,
 )
-from multimodal_s2s.encoders.resnet import ResNetConfig, ResNetEncoder
-from multimodal_s2s.errors import InputError
+from multimodal_s2s.models.encoders.resnet import ResNetConfig, ResNetEncoder
 
 
 @pytest.mark.parametrize("layers", [1, 2, 3])
@@ -197,7 +197,7 @@ def test_cnn_eval_folds_batch_norm_into_the_convolutions_without_changing_output
 def test_cnn_eval_pools_before_the_relu_with_the_same_values(size):
     features = torch.randn(3, 5, *size).contiguous(memory_format=torch.channels_last)
     expected = functional.max_pool2d(torch.relu(features), 2)
-    assert torch.equal(cnn._max_pool_2x2_relu(features), expected)
+    assert torch.equal(grid.max_pool_2x2_relu(features), expected)
     encoder = CNNEncoder(CNNConfig(channels=[4, 8])).eval()
     ran = []
     for layer in encoder.trunk:
@@ -214,14 +214,14 @@ def test_cnn_eval_encodes_large_cpu_batches_in_chunks_with_unchanged_outputs(mon
     encoder = CNNEncoder(CNNConfig(channels=[4, 8], output_dim=6)).eval()
     encoder.trunk.EVAL_CHUNK_BYTES = 3 * 4 * 16 * 16 * 4  # three images' first activation
     sizes = []
-    pool = cnn._max_pool_2x2_relu  # eval mode's steps are functions, not hooked modules
+    pool = grid.max_pool_2x2_relu  # eval mode's steps are functions, not hooked modules
 
     def counted_pool(features):
         if features.size(1) == 4:  # the first block
             sizes.append(len(features))
         return pool(features)
 
-    monkeypatch.setattr(cnn, "_max_pool_2x2_relu", counted_pool)
+    monkeypatch.setattr(grid, "max_pool_2x2_relu", counted_pool)
     images = torch.randn(8, 3, 16, 16)
     memory = encoder(images).memory
     assert sizes == [3, 3, 2]

@@ -18,7 +18,7 @@ from multimodal_s2s.config import config_to_dict, load_config
 from multimodal_s2s.data.base import Dropped
 from multimodal_s2s.data.toy import ToySequences
 from multimodal_s2s.errors import InputError, TrainingError
-from multimodal_s2s.train import _Run, train
+from multimodal_s2s.training.train import Trainer, train
 
 # 64 items in batches of 4: 16 optimiser steps per epoch, a resume point every 3 steps.
 RUN = (
@@ -127,7 +127,7 @@ def test_a_truncated_checkpoint_is_detected_and_resume_uses_the_previous_one(tmp
         "checkpoint-15.pt",
     ]
     partial = load_config(None, [*RUN, "train.epochs=1"])
-    run = _Run(partial, tmp_path / "cut", progress=False, resume=False)
+    run = Trainer(partial, tmp_path / "cut", progress=False, resume=False)
     for batch in list(run._train_batches(0))[:9]:
         run._train_step(run.model, batch)
         run.batch_index += 1
@@ -190,7 +190,7 @@ def test_a_nan_batch_is_skipped_and_logged_and_the_run_finishes(tmp_path, monkey
 
 
 def test_a_non_finite_gradient_is_skipped(tmp_path, monkeypatch):
-    original = _Run._train_step
+    original = Trainer._train_step
     calls = []
 
     def blow_up_second_step(self, network, batch):
@@ -206,7 +206,7 @@ def test_a_non_finite_gradient_is_skipped(tmp_path, monkeypatch):
             _assert_same_weights(before, self.model.state_dict())
         return result
 
-    monkeypatch.setattr(_Run, "_train_step", blow_up_second_step)
+    monkeypatch.setattr(Trainer, "_train_step", blow_up_second_step)
     train(load_config(None, [*RUN, "train.epochs=1"]), tmp_path, progress=False)
     skipped = [r for r in _metrics(tmp_path) if "skipped" in r]
     assert skipped == [{"step": 2, "epoch": 0, "skipped": "non-finite gradient"}]

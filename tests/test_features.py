@@ -5,7 +5,8 @@ import pytest
 import torch
 import torchaudio
 
-from multimodal_s2s.data.features import (
+from multimodal_s2s.errors import InputError
+from multimodal_s2s.frontends.features import (
     FeatureConfig,
     FeaturePipeline,
     GlobalNormalizer,
@@ -19,7 +20,6 @@ from multimodal_s2s.data.features import (
     stack_frames,
     warp_frequencies,
 )
-from multimodal_s2s.errors import InputError
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -14,10 +14,11 @@ from multimodal_s2s.data import images
 from multimodal_s2s.data.base import Dropped
 from multimodal_s2s.data.batching import Shard
 from multimodal_s2s.data.images import ImageData, ImageDataConfig, normalise_caption
-from multimodal_s2s.data.text import Tokenizer, teacher_forcing_pair
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.loss import token_loss
-from multimodal_s2s.model import build_model
+from multimodal_s2s.frontends import build_frontend
+from multimodal_s2s.models.loss import token_loss
+from multimodal_s2s.models.model import build_model
+from multimodal_s2s.text import Tokenizer, teacher_forcing_pair
 
 SIZE = 16
 COLOURS = {"red": (220, 0, 0), "blue": (0, 0, 220)}
@@ -126,12 +127,12 @@ def test_training_batches_hold_unaugmented_pixels_that_the_frontend_augments(tmp
     plain = next(iter(data.batches("train", train=False, batch_size=4)))
     by_key = dict(zip(plain.keys, plain.sources, strict=True))
     torch.testing.assert_close(training.sources, torch.stack([by_key[k] for k in training.keys]))
-    frontend = ImageData.build_frontend(config).train()
+    frontend = build_frontend(config).train()
     assert frontend.augment
     torch.manual_seed(0)
     augmented, _ = frontend(training.sources, None)
     assert not torch.allclose(augmented, frontend.eval()(training.sources, None)[0])
-    assert not ImageData.build_frontend(ImageDataConfig(augment=False)).augment
+    assert not build_frontend(ImageDataConfig(augment=False)).augment
 
 
 def test_preloaded_training_batches_equal_loaded_ones_and_need_no_files(tmp_path):

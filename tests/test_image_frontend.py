@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from multimodal_s2s.data.image_frontend import (
+from multimodal_s2s.errors import InputError
+from multimodal_s2s.frontends.image import (
     CROP_SCALE,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -12,7 +13,6 @@ from multimodal_s2s.data.image_frontend import (
     color_jitter,
     random_resized_crop,
 )
-from multimodal_s2s.errors import InputError
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from multimodal_s2s.corpora.phone_menu import augment
-from multimodal_s2s.corpora.phone_menu.prepare import SPLITS, _group_by_voice, prepare_corpus
+from multimodal_s2s.corpora.phone_menu.prepare import SPLITS, group_by_voice, prepare_corpus
 from multimodal_s2s.corpora.phone_menu.pronunciation import respell
 from multimodal_s2s.corpora.phone_menu.real import klettres_letters, pocketsphinx_digits
 from multimodal_s2s.corpora.phone_menu.text import (
@@ -331,7 +331,7 @@ def test_festival_speaks_many_requests_in_one_process_exactly_as_one_at_a_time(t
 def test_jobs_are_grouped_by_voice_in_order_and_capped_in_size():
     voices = [ESPEAK_VOICES[0], ESPEAK_VOICES[1]]
     jobs = [SimpleNamespace(index=i, voice=voices[i % 3 == 0]) for i in range(12)]
-    groups = _group_by_voice(jobs, size=3)
+    groups = group_by_voice(jobs, size=3)
     assert [[job.index for job in group] for group in groups] == [
         [0, 3, 6], [9], [1, 2, 4], [5, 7, 8], [10, 11],
     ]  # fmt: skip

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from multimodal_s2s.config import load_config
-from multimodal_s2s.model import build_model
+from multimodal_s2s.models.model import build_model
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 

@@ -8,19 +8,19 @@ import pytest
 from PIL import Image
 
 from multimodal_s2s.corpora.scenes.backgrounds import family, find_photos, texture_ids
-from multimodal_s2s.corpora.scenes.caption import (
+from multimodal_s2s.corpora.scenes.layout import Box, object_size, place_objects
+from multimodal_s2s.corpora.scenes.plan import SceneSpec, plan_scenes, split_backgrounds
+from multimodal_s2s.corpora.scenes.prepare import main, prepare_corpus
+from multimodal_s2s.corpora.scenes.render import SceneRenderer
+from multimodal_s2s.corpora.scenes.stamps import find_objects, parse_stamp_name
+from multimodal_s2s.data.scene_captions import (
     ParsedCaption,
     PlacedObject,
     article,
     describe,
     parse_caption,
 )
-from multimodal_s2s.corpora.scenes.layout import Box, object_size, place_objects
-from multimodal_s2s.corpora.scenes.plan import SceneSpec, plan_scenes, split_backgrounds
-from multimodal_s2s.corpora.scenes.prepare import main, prepare_corpus
-from multimodal_s2s.corpora.scenes.render import SceneRenderer
-from multimodal_s2s.corpora.scenes.scoring import exact_match, object_accuracy, relation_accuracy
-from multimodal_s2s.corpora.scenes.stamps import find_objects, parse_stamp_name
+from multimodal_s2s.data.scene_scoring import exact_match, object_accuracy, relation_accuracy
 from multimodal_s2s.errors import InputError
 
 REAL_STAMPS = Path("/usr/share/tuxpaint/stamps")

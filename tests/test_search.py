@@ -6,17 +6,18 @@ import torch
 from conftest import DECODER, SOURCE_SHAPES, tiny_model
 
 from multimodal_s2s.config import load_config
-from multimodal_s2s.data.image_frontend import Crop
-from multimodal_s2s.data.text import BOS_ID, EOS_ID, PAD_ID, Tokenizer, teacher_forcing_pair
-from multimodal_s2s.decode import decode_batch, full_float32_on_cuda
+from multimodal_s2s.devices import full_float32_on_cuda
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.search import (
+from multimodal_s2s.frontends.image import Crop
+from multimodal_s2s.search.beam import (
     SearchConfig,
     beam_search,
     greedy_search,
     max_output_lengths,
     rank_score,
 )
+from multimodal_s2s.search.decode import decode_batch
+from multimodal_s2s.text import BOS_ID, EOS_ID, PAD_ID, Tokenizer, teacher_forcing_pair
 
 ATTENTION_KINDS = ["dot", "general", "additive", "location", "{name: additive, gate: true}"]
 SEARCH = SearchConfig(beam_size=3, nbest=3, max_length_ratio=3.0, max_length=12)

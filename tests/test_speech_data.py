@@ -10,10 +10,11 @@ from multimodal_s2s.data import speech
 from multimodal_s2s.data.audio import load_audio
 from multimodal_s2s.data.base import Dropped
 from multimodal_s2s.data.batching import Shard
-from multimodal_s2s.data.features import FeatureConfig, FeaturePipeline, LogMelFrontend
 from multimodal_s2s.data.speech import SpeechData, SpeechDataConfig
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.model import build_model
+from multimodal_s2s.frontends import build_frontend
+from multimodal_s2s.frontends.features import FeatureConfig, FeaturePipeline, LogMelFrontend
+from multimodal_s2s.models.model import build_model
 
 RATE = 16000
 HOP = 160
@@ -155,7 +156,7 @@ def test_fit_frontend_sets_mean_and_std_of_unaugmented_training_features(tmp_pat
     manifest = _write_corpus(tmp_path)
     features = {"num_mel_bins": 40, "max_freq_warp": max_freq_warp}
     data = _data(manifest, max_frames=300, features=features)
-    frontend = SpeechData.build_frontend(data.config).train()
+    frontend = build_frontend(data.config).train()
     assert isinstance(frontend, FeaturePipeline)
     data.fit_frontend(frontend)
     assert frontend.training

@@ -1,6 +1,6 @@
 import pytest
 
-from multimodal_s2s.data.text import (
+from multimodal_s2s.text import (
     BOS_ID,
     EOS_ID,
     PAD_ID,

@@ -12,12 +12,13 @@ from conftest import IMAGES, SEQUENCES, SMALL
 from multimodal_s2s.checkpoint import load_checkpoint, load_model, resume_points, save_checkpoint
 from multimodal_s2s.cli import main
 from multimodal_s2s.config import ConfigError, load_config
-from multimodal_s2s.data.text import EOS_ID, PAD_ID
+from multimodal_s2s.data.sources import build_source
 from multimodal_s2s.data.toy import ToySequences
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.evaluate import evaluate_model
-from multimodal_s2s.loss import doubly_stochastic_penalty, token_loss
-from multimodal_s2s.train import _Run, build_source, train
+from multimodal_s2s.models.loss import doubly_stochastic_penalty, token_loss
+from multimodal_s2s.text import EOS_ID, PAD_ID
+from multimodal_s2s.training.evaluate import evaluate_model
+from multimodal_s2s.training.train import Trainer, train
 
 
 @pytest.mark.parametrize(("task", "epochs"), [(SEQUENCES, 120), (IMAGES, 60)])
@@ -26,7 +27,7 @@ def test_tiny_model_overfits_eight_pairs(tmp_path, task, epochs):
     config = load_config(None, overrides)
     result = train(config, tmp_path, progress=False)
     model, tokenizer, saved = load_model(resume_points(tmp_path)[0])
-    scores = evaluate_model(model, tokenizer, build_source(saved), "train", saved, "cpu")
+    scores = evaluate_model(model, tokenizer, build_source(saved.data), "train", saved, "cpu")
     assert scores.metrics["wer"] == 0.0 and scores.metrics["items"] == 8
     assert all(r["ref"] == r["hyp"] for r in scores.records)
     assert result.best_checkpoint.exists()
@@ -47,7 +48,7 @@ def test_resume_gives_the_same_next_step_loss(tmp_path):
     config = load_config(None, overrides)
 
     def run_in(folder, stop_after, resume=False):
-        run = _Run(config, folder, progress=False, resume=resume)
+        run = Trainer(config, folder, progress=False, resume=resume)
         batches = run._train_batches(run.epoch, start=run.batch_index)
         losses = []
         for batch in list(batches)[:stop_after]:
@@ -85,7 +86,9 @@ NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 )
 def test_training_step_autocasts_as_configured(tmp_path, task, precision, dtype):
     overrides = ["data.num_train=8", "data.num_dev=2", *precision]
-    run = _Run(load_config(None, task + SMALL + overrides), tmp_path, progress=False, resume=False)
+    run = Trainer(
+        load_config(None, task + SMALL + overrides), tmp_path, progress=False, resume=False
+    )
     memory_dtypes = []
     run.model.encoder.register_forward_hook(
         lambda module, args, output: memory_dtypes.append(output.memory.dtype)
@@ -227,7 +230,7 @@ def test_doubly_stochastic_penalty_counts_valid_steps_and_positions():
 
 def test_tied_generator_shares_the_embedding_matrix():
     config = load_config(None, ["generator.tie_weights=true", "decoder.embedding_dim=24"])
-    from multimodal_s2s.model import build_model
+    from multimodal_s2s.models.model import build_model
 
     model = build_model(config, 17)
     assert model.decoder.output_dim == 24
@@ -240,7 +243,7 @@ def test_tied_generator_shares_the_embedding_matrix():
 def test_ctrl_c_saves_the_position_and_a_rerun_resumes(tmp_path, monkeypatch):
     overrides = SEQUENCES + SMALL + ["data.num_train=32", "data.num_dev=4", "train.epochs=1"]
     config = load_config(None, overrides)
-    original = _Run._train_step
+    original = Trainer._train_step
     calls = []
 
     def interrupt_third_step(self, network, batch):
@@ -249,7 +252,7 @@ def test_ctrl_c_saves_the_position_and_a_rerun_resumes(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(self, network, batch)
 
-    monkeypatch.setattr(_Run, "_train_step", interrupt_third_step)
+    monkeypatch.setattr(Trainer, "_train_step", interrupt_third_step)
     result = train(config, tmp_path, progress=False)
     assert result.interrupted and result.best_checkpoint == tmp_path / "checkpoint-2.pt"
     assert load_checkpoint(result.best_checkpoint)["position"] == {
@@ -257,7 +260,7 @@ def test_ctrl_c_saves_the_position_and_a_rerun_resumes(tmp_path, monkeypatch):
         "batch": 2,
         "step": 2,
     }
-    monkeypatch.setattr(_Run, "_train_step", original)
+    monkeypatch.setattr(Trainer, "_train_step", original)
     resumed = train(config, tmp_path, progress=False, resume=True)
     assert not resumed.interrupted
     final = load_checkpoint(tmp_path / "checkpoint-4.pt")
@@ -265,7 +268,7 @@ def test_ctrl_c_saves_the_position_and_a_rerun_resumes(tmp_path, monkeypatch):
 
 
 def test_bad_device_names_are_one_line_errors():
-    from multimodal_s2s.train import resolve_device
+    from multimodal_s2s.devices import resolve_device
 
     with pytest.raises(InputError, match="device 'gpu0': not a device name"):
         resolve_device("gpu0")
@@ -308,7 +311,7 @@ class _Terminal(io.StringIO):
 @pytest.mark.parametrize("progress", [True, False])
 def test_evaluation_shows_a_progress_bar_in_a_terminal_when_asked(tmp_path, monkeypatch, progress):
     config = load_config(None, SEQUENCES + SMALL + ["data.num_train=8", "data.num_dev=4"])
-    run = _Run(config, tmp_path, progress=False, resume=False)
+    run = Trainer(config, tmp_path, progress=False, resume=False)
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     evaluate_model(run.model, run.tokenizer, run.data, "dev", config, run.device, progress=progress)
@@ -320,7 +323,7 @@ def test_epochs_are_ranked_by_the_chosen_dev_metric(tmp_path, select_by, kept, b
     config = load_config(
         None, SEQUENCES + SMALL + ["train.keep_best=2", f"train.select_by={select_by}"]
     )
-    run = _Run(config, tmp_path, progress=False, resume=False)
+    run = Trainer(config, tmp_path, progress=False, resume=False)
     dev = [{"loss": 0.9, "wer": 0.2}, {"loss": 0.5, "wer": 0.6}, {"loss": 0.4, "wer": 0.3}]
     weights = []
     for metrics in dev:

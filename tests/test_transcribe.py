@@ -9,8 +9,8 @@ import torch
 from multimodal_s2s.config import config_from_dict
 from multimodal_s2s.data.pauses import split_at_pauses
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.train import train
-from multimodal_s2s.transcribe import add_transcribe_command, transcribe
+from multimodal_s2s.inference.transcribe import add_transcribe_command, transcribe
+from multimodal_s2s.training.train import train
 
 RATE = 16000
 DURATIONS = [0.3, 0.5, 0.7, 0.4]

@@ -111,11 +111,6 @@ class DataSource(ABC):
         """Estimate frontend statistics (e.g. feature mean/variance) on the training split."""
 
     @staticmethod
-    def build_frontend(config: Any) -> nn.Module | None:
-        """The model-side preprocessing for this modality (saved in checkpoints), if any."""
-        return None
-
-    @staticmethod
     @abstractmethod
     def read_source(config: Any, path: Path) -> Tensor:
         """One file -> one unbatched source tensor; ``InputError`` naming a bad file."""

@@ -8,7 +8,7 @@ The transform (`build_image_transform`) squashes the picture to a square ``image
 rather than centre-cropping it: a centre crop could cut off an object near the border, while a
 uniform resize per axis keeps every object in view and keeps its relations ("left of",
 "above"). It yields 8-bit pixels; normalisation and train-time augmentation are the model's
-(`image_frontend.ImageFrontend`), done a whole batch at a time.
+(`frontends.image.ImageFrontend`), done a whole batch at a time.
 """
 
 import warnings

@@ -20,11 +20,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from multimodal_s2s.corpora.scenes import scoring
+from multimodal_s2s.data import scene_scoring as scoring
 from multimodal_s2s.data.base import DataSource, Dropped, ManifestDataConfig, SourceBatch
 from multimodal_s2s.data.batching import WHOLE, Shard, shard_batches
 from multimodal_s2s.data.image import build_image_transform, image_pixels, load_image
-from multimodal_s2s.data.image_frontend import ImageFrontend
 from multimodal_s2s.data.manifest import read_manifest
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.metrics import bleu4, cider_d, word_error_rate
@@ -42,7 +41,7 @@ class ImageDataConfig(ManifestDataConfig):
     40 000 images of 64 px take 492 MB in each training process), so that training batches
     are cut from memory with no loading work;
     ``grammar`` "scenes" says captions follow the built-in scene corpus grammar
-    (``corpora/scenes/caption.py``), which adds object and relation accuracy to the scores;
+    (``data/scene_captions.py``), which adds object and relation accuracy to the scores;
     training images of more than ``max_pixels`` pixels (``width`` x ``height`` from the
     manifest line, else from the file header) are left out and counted in ``dropped``.
     """
@@ -114,7 +113,7 @@ class ImageData(DataSource):
     def score(self, refs: list[str], hyps: list[str]) -> dict[str, float]:
         """``wer`` (selects checkpoints), corpus ``bleu4`` and ``cider_d`` (COCO scorers, one
         reference per image), ``exact_match``; with ``grammar: scenes`` also
-        ``object_accuracy`` and ``relation_accuracy`` (``corpora/scenes/scoring.py``; NaN when
+        ``object_accuracy`` and ``relation_accuracy`` (``data/scene_scoring.py``; NaN when
         no reference has two objects)."""
         single_refs = [[ref] for ref in refs]
         metrics = {
@@ -142,10 +141,6 @@ class ImageData(DataSource):
             detailed["object_accuracy"] = scoring.object_accuracy(hyps, refs)
             detailed["relation_correct"] = None if math.isnan(relation) else relation == 1.0
         return detailed
-
-    @staticmethod
-    def build_frontend(config: ImageDataConfig) -> ImageFrontend:
-        return ImageFrontend(augment=config.augment)
 
     @staticmethod
     def read_source(config: ImageDataConfig, path: Path) -> Tensor:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional
 
-from multimodal_s2s.data.features import frame_levels_db
+from multimodal_s2s.frontends.features import frame_levels_db
 
 FRAME_SECONDS = 0.01
 PAUSE_LEVEL = 0.2

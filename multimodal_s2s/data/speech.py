@@ -22,14 +22,14 @@ from multimodal_s2s.data.base import (
     pad_sequences,
 )
 from multimodal_s2s.data.batching import WHOLE, BucketBatchSampler, Shard, shard_batches
-from multimodal_s2s.data.features import (
+from multimodal_s2s.data.manifest import read_manifest
+from multimodal_s2s.errors import InputError
+from multimodal_s2s.frontends.features import (
     FeatureConfig,
     FeaturePipeline,
     augment_waveform,
     perturbed_length,
 )
-from multimodal_s2s.data.manifest import read_manifest
-from multimodal_s2s.errors import InputError
 from multimodal_s2s.metrics import char_error_rate, wer_alignments, word_error_rate
 
 
@@ -184,10 +184,6 @@ class SpeechData(DataSource):
             for batch in loader
         )
         frontend.train(was_training)
-
-    @staticmethod
-    def build_frontend(config: SpeechDataConfig) -> FeaturePipeline:
-        return FeaturePipeline(config.features)
 
     @staticmethod
     def read_source(config: SpeechDataConfig, path: Path) -> Tensor:

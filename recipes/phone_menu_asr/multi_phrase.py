@@ -20,10 +20,10 @@ import soundfile as sf
 import torch
 
 from multimodal_s2s.corpora.phone_menu.augment import SAMPLE_RATE, add_noise, make_noise
-from multimodal_s2s.data.features import frame_levels_db
 from multimodal_s2s.data.manifest import read_manifest, write_manifest
 from multimodal_s2s.data.pauses import split_at_pauses
-from multimodal_s2s.transcribe import transcribe
+from multimodal_s2s.frontends.features import frame_levels_db
+from multimodal_s2s.inference.transcribe import transcribe
 
 MARGIN_SECONDS = 0.1
 TRIM_BELOW_PEAK_DB = 40.0

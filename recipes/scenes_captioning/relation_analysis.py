@@ -27,17 +27,17 @@ from PIL import Image, ImageChops
 
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.corpora.scenes.backgrounds import find_photos
-from multimodal_s2s.corpora.scenes.caption import (
-    LEFT,
-    PlacedObject,
-    caption_structure,
-    parse_caption,
-)
 from multimodal_s2s.corpora.scenes.plan import SceneSpec
 from multimodal_s2s.corpora.scenes.prepare import CORPUS_VERSION, plan_corpus
 from multimodal_s2s.corpora.scenes.render import RenderedScene, SceneRenderer
 from multimodal_s2s.corpora.scenes.stamps import find_objects
 from multimodal_s2s.data.image import build_image_transform, load_image
+from multimodal_s2s.data.scene_captions import (
+    LEFT,
+    PlacedObject,
+    caption_structure,
+    parse_caption,
+)
 
 MARGIN_BUCKETS = ((0, 2), (2, 4), (4, 8), (8, None))
 SIGNED_BUCKETS = ((-64, -8), (-8, -4), (-4, -2), (-2, 0), (0, 2), (2, 4), (4, 8), (8, 64))

@@ -164,7 +164,7 @@ def _render_all(todo: list[_Job], out_dir: Path, jobs: int, progress: bool) -> N
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(todo), desc="synthesising", unit="utt", disable=not progress)
-    tasks = [(group, out_dir) for group in _group_by_voice(todo)]
+    tasks = [(group, out_dir) for group in group_by_voice(todo)]
     if jobs <= 1:
         for task in tasks:
             bar.update(_render(task))
@@ -175,7 +175,7 @@ def _render_all(todo: list[_Job], out_dir: Path, jobs: int, progress: bool) -> N
     bar.close()
 
 
-def _group_by_voice(todo: list[_Job], size: int = _JOBS_PER_TASK) -> list[list[_Job]]:
+def group_by_voice(todo: list[_Job], size: int = _JOBS_PER_TASK) -> list[list[_Job]]:
     """``todo`` in groups of at most ``size`` jobs of one voice, in first-seen order."""
     by_voice: dict[Voice, list[_Job]] = {}
     for job in todo:

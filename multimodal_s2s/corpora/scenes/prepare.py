@@ -26,11 +26,11 @@ from multimodal_s2s.corpora.scenes.backgrounds import (
     find_photos,
     texture_ids,
 )
-from multimodal_s2s.corpora.scenes.caption import format_caption
 from multimodal_s2s.corpora.scenes.plan import SPLITS, SceneSpec, plan_scenes, split_backgrounds
 from multimodal_s2s.corpora.scenes.render import SceneRenderer
 from multimodal_s2s.corpora.scenes.stamps import DEFAULT_STAMP_ROOT, find_objects
 from multimodal_s2s.data.manifest import write_manifest
+from multimodal_s2s.data.scene_captions import format_caption
 from multimodal_s2s.errors import InputError
 
 CORPUS_VERSION = 3  # 3: a tenth of the training scenes hold one object (plan.SINGLE_FRACTION)

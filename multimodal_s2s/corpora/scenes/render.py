@@ -11,10 +11,10 @@ from multimodal_s2s.corpora.scenes.backgrounds import (
     random_view,
     render_texture,
 )
-from multimodal_s2s.corpora.scenes.caption import ParsedCaption, PlacedObject, caption_structure
 from multimodal_s2s.corpora.scenes.layout import Box, object_size, place_objects, side_range
 from multimodal_s2s.corpora.scenes.plan import SceneSpec
 from multimodal_s2s.corpora.scenes.stamps import load_stamp
+from multimodal_s2s.data.scene_captions import ParsedCaption, PlacedObject, caption_structure
 
 
 class RenderedScene(NamedTuple):

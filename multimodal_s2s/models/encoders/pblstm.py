@@ -7,9 +7,9 @@ import torch
 from torch import Tensor, nn
 
 from multimodal_s2s import cpu
-from multimodal_s2s.encoders.base import Encoder, EncoderOutput
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.masking import padding_mask
+from multimodal_s2s.models.encoders.base import Encoder, EncoderOutput
 
 
 @dataclass

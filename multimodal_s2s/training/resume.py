@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from multimodal_s2s.data.text import Tokenizer
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.text import Tokenizer
 
 # Keys a resumed run may change: they do not change what is computed (``train.epochs``
 # stretches the learning-rate schedule); ``search.*`` keys (decoding only) may change too.

@@ -5,13 +5,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from multimodal_s2s.bag_of_words import BagOfWordsHead
-from multimodal_s2s.ctc import CTCHead, ctc_frames
-from multimodal_s2s.decoder import AttentionDecoder
-from multimodal_s2s.encoders import ENCODERS, Encoder, EncoderOutput
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.generator import Generator
-from multimodal_s2s.sources import SOURCES
+from multimodal_s2s.frontends import build_frontend
+from multimodal_s2s.models.bag_of_words import BagOfWordsHead
+from multimodal_s2s.models.ctc import CTCHead, ctc_frames
+from multimodal_s2s.models.decoder import AttentionDecoder
+from multimodal_s2s.models.encoders import ENCODERS, Encoder, EncoderOutput
+from multimodal_s2s.models.generator import Generator
 
 
 class Seq2Seq(nn.Module):
@@ -104,13 +104,13 @@ def _extend_short_sequences(frames: Tensor, lengths: Tensor, minimum: int) -> tu
 def build_model(config, vocab_size: int) -> Seq2Seq:
     """Build every part from a ``Config`` (see ``config.py``) and a vocabulary size.
 
-    The frontend (e.g. log-mel features) comes from the data source named by ``config.data``.
+    The frontend (e.g. log-mel features) is the one for the data source ``config.data`` names
+    (``frontends.FRONTENDS``).
     The CTC head exists only with ``loss.ctc_weight > 0`` and the bag-of-words head only with
     ``loss.bag_of_words_weight > 0``; they are built last, so the other parts start from the
     same weights with and without them.
     """
-    source_class, _ = SOURCES[config.data.name]
-    frontend = source_class.build_frontend(config.data)
+    frontend = build_frontend(config.data)
     _check_input_dim(frontend, config)
     encoder_class, _ = ENCODERS[config.encoder.name]
     encoder = encoder_class(config.encoder)

@@ -8,11 +8,11 @@ from tqdm import tqdm
 
 from multimodal_s2s.config import Config
 from multimodal_s2s.data.base import DataSource
-from multimodal_s2s.data.text import Tokenizer, teacher_forcing_pair
-from multimodal_s2s.decode import decode_batch
-from multimodal_s2s.distributed import SINGLE_PROCESS, Distributed
-from multimodal_s2s.loss import token_loss
-from multimodal_s2s.model import Seq2Seq
+from multimodal_s2s.models.loss import token_loss
+from multimodal_s2s.models.model import Seq2Seq
+from multimodal_s2s.search.decode import decode_batch
+from multimodal_s2s.text import Tokenizer, teacher_forcing_pair
+from multimodal_s2s.training.distributed import SINGLE_PROCESS, Distributed
 
 
 class Evaluation(NamedTuple):

@@ -1,10 +1,10 @@
-"""Scores for scene captions, read through the caption grammar (:func:`.caption.parse_caption`).
+"""Scores for scene captions, read through the caption grammar (``scene_captions.parse_caption``).
 
 Every function takes hypothesis and reference caption texts of equal length. References
 must be in the grammar; a hypothesis outside it names no objects and no relation.
 """
 
-from multimodal_s2s.corpora.scenes.caption import ParsedCaption, parse_caption
+from multimodal_s2s.data.scene_captions import ParsedCaption, parse_caption
 from multimodal_s2s.errors import InputError
 
 

@@ -29,12 +29,12 @@ from multimodal_s2s.data.files import (
 )
 from multimodal_s2s.data.manifest import collected_records
 from multimodal_s2s.data.pauses import split_at_pauses
-from multimodal_s2s.data.text import Tokenizer
-from multimodal_s2s.decode import Decoded, decode_batch
+from multimodal_s2s.data.sources import SOURCES
+from multimodal_s2s.devices import resolve_device
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.model import Seq2Seq
-from multimodal_s2s.sources import SOURCES
-from multimodal_s2s.train import resolve_device
+from multimodal_s2s.models.model import Seq2Seq
+from multimodal_s2s.search.decode import Decoded, decode_batch
+from multimodal_s2s.text import Tokenizer
 
 _WINDOW_BATCHES = 4
 BATCH_SIZE = 16  # audio chunks a batch

@@ -1,94 +1,15 @@
-"""A small convolutional image encoder whose feature grid becomes the memory."""
+"""The parts that the image encoders share: a channels-last convolutional trunk and the
+head that turns its ``(B, C, H', W')`` feature grid into the memory ``(B, H' * W', D)``."""
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from multimodal_s2s.encoders.base import Encoder, EncoderOutput
 from multimodal_s2s.errors import InputError
-
-if TYPE_CHECKING:
-    from multimodal_s2s.encoders.resnet import ResNetConfig
-
-
-@dataclass
-class CNNConfig:
-    """``len(channels)`` blocks of (3x3 conv, batch norm, ReLU), the first ``pooled_blocks``
-    (default: all) followed by a 2x2 max pool.
-
-    An ``H x W`` image gives an ``H // 2**n x W // 2**n`` grid (``n = pooled_blocks``),
-    flattened row by row to ``S = H' * W'`` memory positions. ``coordinates``,
-    ``output_dim``, ``dropout`` and ``self_attention_layers``: see ``_GridHead``.
-    ``input_coordinates`` (CoordConv, Liu et al. 2018) appends two channels holding each
-    pixel's row and column, scaled to ``[-1, 1]``, to the image before the first
-    convolution, so features can say where within a grid cell their object lies.
-    """
-
-    name: str = "cnn"
-    in_channels: int = 3
-    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
-    pooled_blocks: int | None = None
-    coordinates: bool = False
-    input_coordinates: bool = False
-    output_dim: int | None = None
-    dropout: float = 0.0
-    self_attention_layers: int = 0
-
-    def __post_init__(self) -> None:
-        if self.pooled_blocks is not None and not 0 <= self.pooled_blocks <= len(self.channels):
-            raise InputError(
-                f"encoder.pooled_blocks must be between 0 and len(encoder.channels) "
-                f"({len(self.channels)}), got {self.pooled_blocks}"
-            )
-
-
-class CNNEncoder(Encoder):
-    """``(B, C, H, W)`` images -> memory ``(B, H' * W', D)`` with full lengths."""
-
-    def __init__(self, config: CNNConfig) -> None:
-        super().__init__()
-        blocks: list[nn.Module] = []
-        self.input_coordinates = config.input_coordinates
-        in_channels = config.in_channels + 2 if config.input_coordinates else config.in_channels
-        pooled = len(config.channels) if config.pooled_blocks is None else config.pooled_blocks
-        for index, channels in enumerate(config.channels):
-            blocks += [
-                nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
-                nn.BatchNorm2d(channels),
-                nn.ReLU(inplace=True),
-            ]
-            if index < pooled:
-                blocks.append(nn.MaxPool2d(2))
-            in_channels = channels
-        self.trunk = ChannelsLastTrunk(*blocks)
-        self.reduction = 2**pooled
-        self.head = _GridHead(in_channels, config)
-        self.output_dim = self.head.output_dim
-
-    def grid_size(self, height: int, width: int) -> tuple[int, int]:
-        """The ``(H', W')`` feature grid for an ``H x W`` input."""
-        return height // self.reduction, width // self.reduction
-
-    def forward(self, inputs: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
-        """Encode images.
-
-        Args:
-            inputs: ``(B, C, H, W)`` images, ``H, W >= 2**n`` (``n = pooled_blocks``).
-            lengths: ignored (images carry no padding).
-
-        Returns:
-            memory ``(B, (H // 2**n) * (W // 2**n), D)`` and lengths ``(B,)`` all equal to S.
-        """
-        if self.input_coordinates:
-            batch, _, height, width = inputs.shape
-            grid = _grid_coordinates(height, width, inputs)  # (1, H * W, 2)
-            grid = grid.transpose(1, 2).reshape(1, 2, height, width).expand(batch, -1, -1, -1)
-            inputs = torch.cat([inputs, grid], dim=1)
-        return self.head(self.trunk(inputs))
+from multimodal_s2s.models.encoders.base import EncoderOutput
 
 
 class ChannelsLastTrunk(nn.Sequential):
@@ -118,7 +39,7 @@ class ChannelsLastTrunk(nn.Sequential):
         In eval mode, a convolution followed by batch norm runs as one convolution whose
         weights and bias have the norm's running statistics folded in (the same function,
         without a pass over the activations for the norm), and a ReLU followed by a 2 x 2 max
-        pool as ``_max_pool_2x2_relu``.
+        pool as ``max_pool_2x2_relu``.
         """
         features = inputs.contiguous(memory_format=torch.channels_last)
         steps = self._steps()
@@ -140,7 +61,7 @@ class ChannelsLastTrunk(nn.Sequential):
                 steps.append(_conv_with_folded_norm(layer, following))
                 index += 2
             elif not self.training and _relu_then_2x2_pool(layer, following):
-                steps.append(_max_pool_2x2_relu)
+                steps.append(max_pool_2x2_relu)
                 index += 2
             else:
                 steps.append(layer)
@@ -185,7 +106,7 @@ def _relu_then_2x2_pool(layer: nn.Module, following: nn.Module | None) -> bool:
     )
 
 
-def _max_pool_2x2_relu(features: Tensor) -> Tensor:
+def max_pool_2x2_relu(features: Tensor) -> Tensor:
     """``max_pool2d(relu(x), 2)`` as ``relu(max of the four strided 2 x 2 positions)`` for
     ``(B, C, H, W)`` features (an odd last row or column is dropped, as the pool does): the
     same values, with the ReLU over a quarter of them. On the 2-core CPU, PyTorch's max pool
@@ -211,7 +132,7 @@ def _conv_with_folded_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> Callable[[T
     return lambda inputs: conv._conv_forward(inputs, weight, bias)
 
 
-class _GridHead(nn.Module):
+class GridHead(nn.Module):
     """``(B, C, H', W')`` feature map -> ``EncoderOutput`` with optional 1x1 projection.
 
     ``config`` (a ``CNNConfig`` or ``ResNetConfig``) gives:
@@ -233,7 +154,7 @@ class _GridHead(nn.Module):
 
     SELF_ATTENTION_HEADS = 4
 
-    def __init__(self, channels: int, config: "CNNConfig | ResNetConfig") -> None:
+    def __init__(self, channels: int, config: Any) -> None:
         super().__init__()
         self.coordinates = config.coordinates
         features = channels + 2 if config.coordinates else channels
@@ -249,7 +170,7 @@ class _GridHead(nn.Module):
         batch, _, height, width = features.shape
         memory = features.permute(0, 2, 3, 1).flatten(1, 2)
         if self.coordinates:
-            grid = _grid_coordinates(height, width, memory)
+            grid = grid_coordinates(height, width, memory)
             memory = torch.cat([memory, grid.expand(batch, -1, -1)], dim=2)
         memory = self.dropout(memory)
         if self.projection is not None:
@@ -265,7 +186,7 @@ class _GridHead(nn.Module):
 
 def _self_attention(width: int, layers: int, dropout: float) -> nn.TransformerEncoder | None:
     """``layers`` pre-norm Transformer encoder layers over ``(B, S, width)``, or ``None``."""
-    heads = _GridHead.SELF_ATTENTION_HEADS
+    heads = GridHead.SELF_ATTENTION_HEADS
     if layers < 0:
         raise InputError(f"encoder.self_attention_layers must be >= 0, got {layers}")
     if layers == 0:
@@ -281,7 +202,7 @@ def _self_attention(width: int, layers: int, dropout: float) -> nn.TransformerEn
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
-def _grid_coordinates(height: int, width: int, like: Tensor) -> Tensor:
+def grid_coordinates(height: int, width: int, like: Tensor) -> Tensor:
     """``(1, H * W, 2)`` (row, column) of each position, row by row, each in ``[-1, 1]``
     (0 for a grid one position wide), in ``like``'s dtype and device."""
     rows = torch.linspace(-1.0, 1.0, height) if height > 1 else torch.zeros(1)

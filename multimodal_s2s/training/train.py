@@ -13,7 +13,7 @@ A run lives in one folder:
   optionally ``averaged.pt`` (mean weights of the kept epochs), and ``metrics.jsonl``.
 
 Under ``torchrun`` every process trains a ``DistributedDataParallel`` replica on its shard
-of each global batch (``batch_size`` per process; see ``data.batching.shard_batches``). The
+of each global batch (``batch_size`` per process; see ``data/batching.py``, ``shard_batches``). The
 loss is normalised by the target tokens of the whole global batch, so a step equals one
 single-process step on that global batch and the learning rate needs no rescaling. Rank 0
 alone writes checkpoints, logs and progress bars; dev evaluation is split across ranks and
@@ -43,7 +43,6 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from multimodal_s2s.atomic_file import check_writable
-from multimodal_s2s.bag_of_words import bag_of_words_loss
 from multimodal_s2s.checkpoint import (
     load_checkpoint,
     load_newest_resume_point,
@@ -55,27 +54,29 @@ from multimodal_s2s.checkpoint import (
 )
 from multimodal_s2s.config import Config, config_to_dict
 from multimodal_s2s.cpu import slow_bfloat16_warning
-from multimodal_s2s.ctc import joint_ctc_attention_loss
-from multimodal_s2s.data.base import DataSource, SourceBatch
-from multimodal_s2s.data.text import Tokenizer, teacher_forcing_pair
-from multimodal_s2s.distributed import (
+from multimodal_s2s.data.base import SourceBatch
+from multimodal_s2s.data.sources import build_source
+from multimodal_s2s.devices import resolve_device
+from multimodal_s2s.errors import InputError, TrainingError
+from multimodal_s2s.models.bag_of_words import bag_of_words_loss
+from multimodal_s2s.models.ctc import joint_ctc_attention_loss
+from multimodal_s2s.models.loss import doubly_stochastic_penalty, token_loss
+from multimodal_s2s.models.model import build_model
+from multimodal_s2s.text import Tokenizer, teacher_forcing_pair
+from multimodal_s2s.training.distributed import (
     SINGLE_PROCESS,
     Distributed,
     init_distributed,
     shutdown_distributed,
 )
-from multimodal_s2s.errors import InputError, TrainingError
-from multimodal_s2s.evaluate import evaluate_model
-from multimodal_s2s.loss import doubly_stochastic_penalty, token_loss
-from multimodal_s2s.model import build_model
-from multimodal_s2s.resume import (
+from multimodal_s2s.training.evaluate import evaluate_model
+from multimodal_s2s.training.resume import (
     check_same_config,
     check_same_vocabulary,
     rng_state,
     seed_everything,
     set_rng_state,
 )
-from multimodal_s2s.sources import SOURCES
 
 
 @dataclass
@@ -86,28 +87,6 @@ class TrainResult:
     best_dev_metric: float  # the best epoch's dev ``train.select_by`` metric
     interrupted: bool
     is_main: bool = True
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else as given.
-
-    Raises:
-        InputError: ``name`` is not a device name, or names CUDA where there is none.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise InputError(f"device {name!r}: not a device name (cpu, cuda, auto)") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {name!r}: CUDA is not available")
-    return device
-
-
-def build_source(config: Config) -> DataSource:
-    source_class, _ = SOURCES[config.data.name]
-    return source_class(config.data)
 
 
 def train(
@@ -122,7 +101,7 @@ def train(
     dist, device = init_distributed(resolve_device(config.train.device))
     try:
         with _sigterm_interrupts():
-            return _Run(config, out_dir, progress, resume, dist, device).fit()
+            return Trainer(config, out_dir, progress, resume, dist, device).fit()
     finally:
         shutdown_distributed()
 
@@ -145,7 +124,10 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-class _Run:
+class Trainer:
+    """One training run in ``out_dir``: its model, optimiser, data and checkpoints
+    (``fit`` runs it; the module docstring describes the run folder)."""
+
     def __init__(
         self,
         config: Config,
@@ -161,7 +143,7 @@ class _Run:
         self.dist = dist
         self.progress = progress and dist.is_main
         self.device = device or resolve_device(config.train.device)
-        self.data = build_source(config)
+        self.data = build_source(config.data)
         found = self._resume_point(resume)
         tokenizer = Tokenizer.build(
             self.data.texts("train"), config.tokenizer.kind, config.tokenizer.min_count

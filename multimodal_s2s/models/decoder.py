@@ -8,10 +8,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from multimodal_s2s.attention import ATTENTIONS, LocationConfig
-from multimodal_s2s.data.text import BOS_ID, EOS_ID, PAD_ID
-from multimodal_s2s.encoders.base import EncoderOutput
 from multimodal_s2s.masking import padding_mask
+from multimodal_s2s.models.attention import ATTENTIONS, LocationConfig
+from multimodal_s2s.models.encoders.base import EncoderOutput
+from multimodal_s2s.text import BOS_ID, EOS_ID, PAD_ID
 
 
 @dataclass

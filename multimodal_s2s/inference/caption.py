@@ -21,7 +21,6 @@ import torch
 from tqdm import tqdm
 
 from multimodal_s2s.atomic_file import check_writable
-from multimodal_s2s.attention_maps import save_attention_map
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import override_config, split_search_overrides
 from multimodal_s2s.data.files import (
@@ -33,12 +32,13 @@ from multimodal_s2s.data.files import (
 from multimodal_s2s.data.image import SUPPORTED_IMAGE_EXTENSIONS, load_image
 from multimodal_s2s.data.images import ImageData, ImageDataConfig
 from multimodal_s2s.data.manifest import collected_records
-from multimodal_s2s.data.text import EOS_ID, Tokenizer
-from multimodal_s2s.decode import Decoded, decode_batch
+from multimodal_s2s.devices import resolve_device
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.model import Seq2Seq
-from multimodal_s2s.search import SearchConfig
-from multimodal_s2s.train import resolve_device
+from multimodal_s2s.inference.attention_maps import save_attention_map
+from multimodal_s2s.models.model import Seq2Seq
+from multimodal_s2s.search.beam import SearchConfig
+from multimodal_s2s.search.decode import Decoded, decode_batch
+from multimodal_s2s.text import EOS_ID, Tokenizer
 
 MIN_DISPLAY_SIZE = 160  # attention-map panels are at least this many pixels wide
 # Images a batch: the 1000 scene test images take 7.6 ms an image in batches of 16, 4.9 in
@@ -84,7 +84,7 @@ def caption(
         for chunk in _chunks(files, batch_size):
             loaded, sources = _read_images(chunk, config.data)
             failed |= len(loaded) < len(chunk)
-            decoded = _decode(model, tokenizer, sources, search, target)
+            decoded = decode_images(model, tokenizer, sources, search, target)
             for path, result in zip(loaded, decoded, strict=True):
                 records.append({"image": str(path), "caption": result.text, "score": result.score})
                 if output is None:
@@ -136,7 +136,7 @@ def _read_images(
     return loaded, sources
 
 
-def _decode(
+def decode_images(
     model: Seq2Seq,
     tokenizer: Tokenizer,
     sources: list[torch.Tensor],

@@ -14,11 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from multimodal_s2s.data.text import SPECIAL_TOKENS
-from multimodal_s2s.encoders.base import EncoderOutput
-from multimodal_s2s.float32_linear import Float32Linear
 from multimodal_s2s.masking import padding_mask
-from multimodal_s2s.search import Hypothesis
+from multimodal_s2s.models.encoders.base import EncoderOutput
+from multimodal_s2s.models.float32_linear import Float32Linear
+from multimodal_s2s.text import SPECIAL_TOKENS
 
 
 class BagOfWordsHead(nn.Module):
@@ -51,34 +50,3 @@ def bag_of_words_loss(logits: Tensor, targets: Tensor) -> Tensor:
     counted[:, : len(SPECIAL_TOKENS)] = 0.0
     losses = F.binary_cross_entropy_with_logits(logits, present, reduction="none")
     return (losses * counted).sum()
-
-
-def rerank_with_bag_of_words(
-    logits: Tensor, nbests: list[list[Hypothesis]], weight: float
-) -> list[list[Hypothesis]]:
-    """Re-rank each source's n-best list with the bag-of-words head's opinion.
-
-    A hypothesis's ``score`` gains ``weight`` times the sum of the logits of the distinct
-    non-special tokens it contains. A logit is the log-odds ``log p_c - log(1 - p_c)``, so
-    the gain is ``weight`` times the hypothesis's bag-of-words log-likelihood, less that of
-    the empty bag (the same for every hypothesis of a source): outputs that name what the
-    encoder detects rise, and naming one thing twice gains nothing.
-
-    Args:
-        logits: ``(B, V)`` from ``BagOfWordsHead`` for the ``B`` sources.
-        nbests: ``B`` lists of hypotheses (``beam_search``'s output).
-        weight: >= 0.
-
-    Returns:
-        The same hypotheses with the new ``score``, best first per source.
-    """
-    gains = logits.tolist()
-    reranked = []
-    for source_gains, nbest in zip(gains, nbests, strict=True):
-        rescored = []
-        for hypothesis in nbest:
-            present = set(hypothesis.tokens) - set(range(len(SPECIAL_TOKENS)))
-            gain = weight * sum(source_gains[token] for token in present)
-            rescored.append(hypothesis._replace(score=hypothesis.score + gain))
-        reranked.append(sorted(rescored, key=lambda h: -h.score))
-    return reranked

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from multimodal_s2s.data.text import BOS_ID, EOS_ID, PAD_ID
-from multimodal_s2s.encoders.base import EncoderOutput
-from multimodal_s2s.float32_linear import Float32Linear
 from multimodal_s2s.masking import padding_mask
+from multimodal_s2s.models.encoders.base import EncoderOutput
+from multimodal_s2s.models.float32_linear import Float32Linear
+from multimodal_s2s.text import BOS_ID, EOS_ID, PAD_ID
 
 BLANK_ID = PAD_ID
 

@@ -7,9 +7,9 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from multimodal_s2s.encoders.base import Encoder, EncoderOutput
-from multimodal_s2s.encoders.cnn import ChannelsLastTrunk, _GridHead
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.models.encoders.base import Encoder, EncoderOutput
+from multimodal_s2s.models.encoders.grid import ChannelsLastTrunk, GridHead
 
 _TRUNK_CHANNELS = {18: [64, 128, 256, 512], 34: [64, 128, 256, 512], 50: [256, 512, 1024, 2048]}
 
@@ -22,7 +22,7 @@ class ResNetConfig:
     ``None`` starts from random weights. ``freeze`` keeps the trunk fixed (batch norm in
     eval mode) until ``set_frozen(False)`` is called, e.g. for two-stage training.
     ``coordinates`` appends each position's (row, column) to its features and
-    ``self_attention_layers`` relates the positions to each other (``cnn._GridHead``).
+    ``self_attention_layers`` relates the positions to each other (``grid.GridHead``).
     """
 
     name: str = "resnet"
@@ -54,7 +54,7 @@ class ResNetEncoder(Encoder):
         )
         self.reduction = 2 ** (config.trunk_layers + 1)
         channels = _TRUNK_CHANNELS[config.depth][config.trunk_layers - 1]
-        self.head = _GridHead(channels, config)
+        self.head = GridHead(channels, config)
         self.output_dim = self.head.output_dim
         self.frozen = False
         self.set_frozen(config.freeze)

@@ -24,7 +24,7 @@ from torch import Tensor
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from multimodal_s2s.atomic_file import atomic_write
-from multimodal_s2s.data.image_frontend import Crop
+from multimodal_s2s.frontends.image import Crop
 
 PANEL_COLUMNS = 5
 PADDING = 4

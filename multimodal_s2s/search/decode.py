@@ -7,14 +7,14 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from multimodal_s2s.bag_of_words import rerank_with_bag_of_words
 from multimodal_s2s.cpu import slow_bfloat16_warning
-from multimodal_s2s.ctc import CTCPrefixScorer
-from multimodal_s2s.data.text import Tokenizer
-from multimodal_s2s.encoders.base import EncoderOutput
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.model import Seq2Seq
-from multimodal_s2s.search import Hypothesis, SearchConfig, beam_search, greedy_search
+from multimodal_s2s.models.ctc import CTCPrefixScorer
+from multimodal_s2s.models.encoders.base import EncoderOutput
+from multimodal_s2s.models.model import Seq2Seq
+from multimodal_s2s.search.beam import Hypothesis, SearchConfig, beam_search, greedy_search
+from multimodal_s2s.search.rerank import rerank_with_bag_of_words
+from multimodal_s2s.text import Tokenizer
 
 
 class Decoded(NamedTuple):
@@ -25,18 +25,6 @@ class Decoded(NamedTuple):
     score: float
     hypothesis: Hypothesis
     variant: dict[str, Any]
-
-
-def full_float32_on_cuda() -> None:
-    """Make cuDNN run float32 convolutions and LSTMs in full float32, for this process.
-
-    PyTorch lets cuDNN compute them in TF32 (a 10-bit mantissa) by default, and the rounding
-    then depends on the kernel picked for each batch shape: on an H200, 1 of the 32 sources
-    of ``benchmarks/beam_search_speed.py`` decoded differently alone than in the batch, and
-    none does without TF32. The ``ms2s`` command line calls this so that no result depends on
-    the batch size; mixed-precision training (float16 under autocast) is not affected.
-    """
-    torch.backends.cudnn.allow_tf32 = False
 
 
 @torch.no_grad()

@@ -4,9 +4,9 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from multimodal_s2s.data.text import PAD_ID
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.masking import padding_mask
+from multimodal_s2s.text import PAD_ID
 
 
 @dataclass

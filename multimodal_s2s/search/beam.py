@@ -14,10 +14,10 @@ from typing import Any, Literal, NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from multimodal_s2s.data.image_frontend import Crop
-from multimodal_s2s.data.text import BOS_ID, EOS_ID, PAD_ID
-from multimodal_s2s.encoders.base import EncoderOutput
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.frontends.image import Crop
+from multimodal_s2s.models.encoders.base import EncoderOutput
+from multimodal_s2s.text import BOS_ID, EOS_ID, PAD_ID
 
 # Where corner crops sit: (x, y) of the margin they leave, top-left, top-right, bottom-left,
 # bottom-right (``image_frontend.Crop``).
