@@ -78,10 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     add_caption_command(commands)
 
     import_parser = commands.add_parser(
-        "import", help="write a JSON Lines manifest from a Kaldi data dir or LibriSpeech tree"
+        "import", help="write a JSON Lines manifest from a Kaldi data dir, LibriSpeech tree or FSDD"
     )
     import_parser.add_argument("layout", choices=sorted(IMPORTERS), help="source corpus layout")
-    import_parser.add_argument("src", type=Path, help="Kaldi data directory or LibriSpeech root")
+    import_parser.add_argument(
+        "src", type=Path, help="Kaldi data directory, LibriSpeech root or FSDD folder"
+    )
     import_parser.add_argument("out", type=Path, help="output manifest (.jsonl)")
     import_parser.set_defaults(run=_import)
     return parser

@@ -8,6 +8,7 @@ import soundfile
 from multimodal_s2s.cli import main
 from multimodal_s2s.data.manifest import (
     collected_records,
+    import_fsdd,
     import_kaldi,
     import_librispeech,
     read_manifest,
@@ -290,3 +291,19 @@ def test_collected_records_refuse_an_unwritable_path_before_the_block_runs(tmp_p
     with pytest.raises(InputError, match="is a folder"), collected_records(tmp_path):
         ran.append(True)
     assert ran == []
+
+
+def test_import_fsdd_names_each_digit_and_speaker(tmp_path):
+    recordings = tmp_path / "fsdd" / "recordings"
+    for name in ("0_jackson_0", "7_theo_12", "9_yweweler_49"):
+        _write_audio(recordings / f"{name}.wav", 0.25, sample_rate=8000)
+    (recordings / "notes.wav").write_bytes(b"")  # not a recording name: ignored
+    records = import_fsdd(tmp_path / "fsdd")
+    assert [(r["id"], r["text"], r["speaker"], r["duration"]) for r in records] == [
+        ("0_jackson_0", "zero", "jackson", 0.25),
+        ("7_theo_12", "seven", "theo", 0.25),
+        ("9_yweweler_49", "nine", "yweweler", 0.25),
+    ]
+    assert records == import_fsdd(recordings)
+    with pytest.raises(InputError, match="no FSDD recordings"):
+        import_fsdd(tmp_path)

@@ -1,7 +1,8 @@
 """JSON Lines manifests (one utterance per line) and importers from corpus layouts.
 
 A record is ``{"audio": path, "text": transcript, "duration": seconds, ...}``; extra keys
-are kept. ``IMPORTERS`` names the corpus layouts ``ms2s import`` reads.
+are kept. ``IMPORTERS`` names the corpus layouts ``ms2s import`` reads (Kaldi data directories,
+LibriSpeech trees, the Free Spoken Digit Dataset).
 """
 
 import json
@@ -184,6 +185,42 @@ def import_kaldi(data_dir: Path, lowercase: bool = True) -> list[dict]:
     return records
 
 
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def import_fsdd(root: Path) -> list[dict]:
+    """Records from the Free Spoken Digit Dataset: ``{digit}_{speaker}_{index}.wav`` files in
+    ``root`` or its ``recordings/`` folder, each one spoken digit.
+
+    Records are ``{"id", "audio" (absolute), "text" (the digit as a word: "zero" .. "nine"),
+    "duration", "speaker"}`` in sorted file-name order.
+
+    Raises:
+        InputError: ``root`` is missing or holds no such file, or audio is unreadable.
+    """
+    root = Path(root).absolute()
+    if not root.is_dir():
+        raise InputError(f"{root}: FSDD directory not found")
+    folder = root / "recordings" if (root / "recordings").is_dir() else root
+    records = []
+    for path in sorted(folder.glob("*.wav")):
+        digit, speaker, index = (path.stem.split("_") + ["", "", ""])[:3]
+        if not (digit.isdigit() and len(digit) == 1 and speaker and index.isdigit()):
+            continue
+        records.append(
+            {
+                "id": path.stem,
+                "audio": str(path),
+                "text": DIGIT_WORDS[int(digit)],
+                "duration": audio_duration(path),
+                "speaker": speaker,
+            }
+        )
+    if not records:
+        raise InputError(f"{folder}: no FSDD recordings ({{digit}}_{{speaker}}_{{index}}.wav)")
+    return records
+
+
 def _find_kaldi_audio(data_dir: Path, audio: str, where: str, utterance_id: str) -> Path:
     """The absolute path of a ``wav.scp`` entry (lookup order in ``import_kaldi``)."""
     path = Path(audio)
@@ -241,4 +278,4 @@ def _warn_unpaired(data_dir: Path, no_text: set[str], no_audio: set[str]) -> Non
             )
 
 
-IMPORTERS = {"librispeech": import_librispeech, "kaldi": import_kaldi}
+IMPORTERS = {"librispeech": import_librispeech, "kaldi": import_kaldi, "fsdd": import_fsdd}
