@@ -312,6 +312,21 @@ def test_tiny_prepare_run_writes_16khz_wavs_and_is_a_cache_hit_the_second_time(t
     assert {split: path.read_text() for split, path in again.items()} == texts
 
 
+@needs_espeak
+def test_given_training_texts_are_spoken_in_turn_and_leave_dev_and_test_alone(tmp_path):
+    kwargs = dict(num_dev=2, num_test_per_voice=1, jobs=1, voices=ESPEAK_VOICES, progress=False)
+    generated = prepare_corpus(tmp_path / "a", seed=5, num_train=4, **kwargs)
+    given = ["we call it bear", "zero three five one"]
+    spoken = prepare_corpus(tmp_path / "b", seed=5, num_train=4, train_texts=given, **kwargs)
+    assert [e["text"] for e in _manifest(spoken["train"])] == given * 2
+    for split in ("dev", "test"):
+        assert [e["text"] for e in _manifest(spoken[split])] == [
+            e["text"] for e in _manifest(generated[split])
+        ]
+    voices = [[e["voice"] for e in _manifest(m["train"])] for m in (generated, spoken)]
+    assert voices[0] == voices[1]  # the same random stream picks the voices
+
+
 @needs_festival
 def test_festival_speaks_many_requests_in_one_process_exactly_as_one_at_a_time(tmp_path):
     requests = [

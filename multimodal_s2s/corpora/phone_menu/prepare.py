@@ -1,6 +1,10 @@
 """Build the phone-menu speech corpus: synthesise, augment, write wavs and JSON Lines manifests.
 
     python -m multimodal_s2s.corpora.phone_menu.prepare OUT_DIR [--seed 0] [--num-train 7000]
+        [--texts SENTENCES.txt]
+
+``--texts`` speaks a file's sentences (a real corpus's training transcripts, say) with the
+training voices instead of generated phone-menu sentences.
 
 Layout under OUT_DIR: ``wav/<split>/<voice>/<id>-<hash>.wav`` (16 kHz mono 16-bit) and the
 manifests ``train.jsonl``, ``dev.jsonl``, ``test.jsonl`` (held-out TTS voices),
@@ -93,12 +97,16 @@ def prepare_corpus(
     voices: list[Voice] | None = None,
     config: AugmentConfig = AugmentConfig(),
     progress: bool = True,
+    train_texts: list[str] | None = None,
 ) -> dict[str, Path]:
     """Synthesise the corpus into ``out_dir``; returns split name -> manifest path.
 
     ``voices`` defaults to every installed voice (``available_voices()``); they are split into
     train / dev / test voices by ``split_voices``. Train audio is augmented (telephone band,
     noise); dev and test are clean apart from speed, pitch and silence padding.
+    ``train_texts`` replaces the generated phone-menu sentences of the train split: text
+    ``i % len(train_texts)`` is spoken by the ``i``-th training job, so ``num_train`` a
+    multiple of their number speaks each that many times (TTS augmentation of a real corpus).
     """
     out_dir = Path(out_dir).resolve()
     split_to_voices = split_voices(available_voices() if voices is None else voices)
@@ -108,7 +116,14 @@ def prepare_corpus(
         "test": num_test_per_voice * len(split_to_voices["test"]),
     }
     planned = {
-        split: _plan_split(split, count, split_to_voices[split], config, seed)
+        split: _plan_split(
+            split,
+            count,
+            split_to_voices[split],
+            config,
+            seed,
+            train_texts if split == "train" else None,
+        )
         for split, count in counts.items()
     }
     todo = [job for plan in planned.values() for job in plan if not _exists(out_dir, job)]
@@ -123,12 +138,22 @@ def prepare_corpus(
 
 
 def _plan_split(
-    split: str, count: int, voices: list[Voice], config: AugmentConfig, seed: int
+    split: str,
+    count: int,
+    voices: list[Voice],
+    config: AugmentConfig,
+    seed: int,
+    given_texts: list[str] | None = None,
 ) -> list[_Job]:
     """Draw ``count`` jobs of ``split`` (texts, voices, augmentation); each split has its own
-    random stream, so changing one split's size leaves the others unchanged."""
+    random stream, so changing one split's size leaves the others unchanged. The texts are
+    generated phone-menu sentences, or ``given_texts`` in turn when there are any."""
     rng = random.Random(f"{seed}-{split}")
-    texts = generate_sentences(random.Random(rng.random()), count)
+    text_seed = rng.random()
+    if given_texts:
+        texts = [given_texts[index % len(given_texts)] for index in range(count)]
+    else:
+        texts = generate_sentences(random.Random(text_seed), count)
     augmented = split == "train"
     plan = []
     for index, text in enumerate(texts):
@@ -265,13 +290,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-dev", type=int, default=300)
     parser.add_argument("--num-test-per-voice", type=int, default=250)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument(
+        "--texts",
+        type=Path,
+        help="a text file of training sentences (one a line) to speak instead of generated ones",
+    )
     args = parser.parse_args(argv)
     manifests = prepare_corpus(
-        args.out_dir, args.seed, args.num_train, args.num_dev, args.num_test_per_voice, args.jobs
+        args.out_dir,
+        args.seed,
+        args.num_train,
+        args.num_dev,
+        args.num_test_per_voice,
+        args.jobs,
+        train_texts=_read_texts(args.texts) if args.texts else None,
     )
     for split, manifest in manifests.items():
         count = sum(1 for _ in manifest.open())
         print(f"{split}: {count} utterances in {manifest}")
+
+
+def _read_texts(path: Path) -> list[str]:
+    if not path.is_file():
+        raise SystemExit(f"error: {path}: text file not found")
+    texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    if not any(texts):
+        raise SystemExit(f"error: {path}: no sentences")
+    return [text for text in texts if text]
 
 
 if __name__ == "__main__":
