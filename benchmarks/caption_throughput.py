@@ -5,12 +5,11 @@ checkpoint's data, read and resized before timing), same process. Times ``decode
 (encoder + beam search + detokenisation), best of ``--repeats`` alternating runs of each mode,
 and reports images per second and their ratio; exits non-zero unless both modes give the same
 captions. Run: ``python benchmarks/caption_throughput.py --model exp/scenes_captioning/best.pt``,
-optionally followed by ``search.KEY=VALUE`` changes to the checkpoint's search settings (as
-``ms2s caption`` takes them), e.g. ``search.cpu_bfloat16=false``.
+optionally followed by ``search.KEY=VALUE`` and ``data.test_views.KEY=VALUE`` changes to the
+checkpoint's settings (as ``ms2s caption`` takes them), e.g. ``search.cpu_bfloat16=false``.
 """
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -23,9 +22,10 @@ from torch import Tensor
 
 from multimodal_s2s.allocator import reuse_freed_memory
 from multimodal_s2s.checkpoint import load_model
-from multimodal_s2s.config import override_config
+from multimodal_s2s.config import DECODING_SECTIONS, decoding_config
 from multimodal_s2s.data.sources import build_source
 from multimodal_s2s.devices import full_float32_on_cuda, resolve_device
+from multimodal_s2s.frontends import decoding_views
 from multimodal_s2s.search.decode import decode_batch
 
 
@@ -35,27 +35,27 @@ def main() -> None:
     parser.add_argument("--split", default="test", help="split of the checkpoint's data")
     parser.add_argument("--manifest", help="an image manifest to read as --split instead")
     parser.add_argument("--num-images", type=int, default=200)
-    parser.add_argument("--beam", type=int, default=5)
+    parser.add_argument("--beam", type=int, help="default: the checkpoint's")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=2, help="best of N alternating runs")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--output", help="also write the result as JSON to this file")
-    parser.add_argument("overrides", nargs="*", help="search.KEY=VALUE")
+    parser.add_argument("overrides", nargs="*", help="search.KEY=VALUE, data.test_views.KEY=VALUE")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     full_float32_on_cuda()
     reuse_freed_memory()  # as the ms2s command line does
     model, tokenizer, config = load_model(args.model, device)
-    config = override_config(config, args.overrides, ("search",))
-    search = dataclasses.replace(config.search, beam_size=args.beam)
+    config = decoding_config(config, args.overrides, DECODING_SECTIONS, args.beam)
+    search, views = config.search, decoding_views(config.data)
     if args.manifest:
         config.data.test = {args.split: args.manifest}
     images = _load_images(config, args.split, args.num_images).to(device)
 
     def caption(batch: Tensor) -> list[str]:
-        return [d.text for d in decode_batch(model, tokenizer, batch, None, search)]
+        return [d.text for d in decode_batch(model, tokenizer, batch, None, search, views=views)]
 
     def batched() -> list[str]:
         return sum((caption(chunk) for chunk in images.split(args.batch_size)), [])
@@ -76,7 +76,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         **describe(device),
         "images": len(images),
-        "beam": args.beam,
+        "beam": search.beam_size,
         "batch_size": args.batch_size,
         "cpu_bfloat16": search.cpu_bfloat16,
         "batched_images_per_s": rates["batched"],

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from multimodal_s2s.atomic_file import atomic_write
-from multimodal_s2s.config import Config, config_from_dict
+from multimodal_s2s.config import MOVED_KEYS, Config, ConfigError, config_from_dict
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.models.model import Seq2Seq, build_model
 from multimodal_s2s.text import Tokenizer
@@ -26,6 +26,12 @@ FORMAT = "multimodal_s2s/1"
 # Config keys that older versions wrote and that no longer exist (they never had an effect):
 # dropped when a checkpoint's config is read, so older checkpoints still load.
 REMOVED_CONFIG_KEYS = (("train", "max_frames"), ("train", "num_workers"))
+# The data sources that have each moved key's new section (``config.MOVED_KEYS``).
+_MOVED_KEY_SOURCES = {
+    "search.speed_factors": "speech",
+    "search.warp_factors": "speech",
+    "search.corner_crops": "images",
+}
 RESUME_NAME = re.compile(r"checkpoint-(\d+)\.pt")
 
 
@@ -109,7 +115,7 @@ def model_from_checkpoint(
     payload: dict[str, Any], path: str | Path = "checkpoint"
 ) -> tuple[Seq2Seq, Tokenizer, Config]:
     """Rebuild the model, tokenizer and config a checkpoint describes, with its weights."""
-    config = config_from_dict(_without_removed_keys(payload["config"]))
+    config = saved_config(payload)
     tokenizer = Tokenizer.from_state_dict(payload["tokenizer"])
     model = build_model(config, len(tokenizer))
     try:
@@ -120,8 +126,21 @@ def model_from_checkpoint(
     return model, tokenizer, config
 
 
-def _without_removed_keys(raw: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a saved config without the ``REMOVED_CONFIG_KEYS``."""
+def saved_config(payload: dict[str, Any]) -> Config:
+    """The config a checkpoint was saved with, as this version reads it
+    (``upgrade_saved_config``)."""
+    return config_from_dict(upgrade_saved_config(payload["config"]))
+
+
+def upgrade_saved_config(raw: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a saved config dict in this version's layout: without the
+    ``REMOVED_CONFIG_KEYS``, and with each of ``config.MOVED_KEYS`` moved to its new place
+    (the test-time views that ``search`` once held go to ``data.test_views`` of the speech
+    or image source that has them; an empty one of another source is dropped).
+
+    Raises:
+        ConfigError: a moved key holds views for a source that has none.
+    """
     raw = {
         section: dict(values) if isinstance(values, dict) else values
         for section, values in raw.items()
@@ -129,6 +148,20 @@ def _without_removed_keys(raw: dict[str, Any]) -> dict[str, Any]:
     for section, key in REMOVED_CONFIG_KEYS:
         if isinstance(raw.get(section), dict):
             raw[section].pop(key, None)
+    for old, new in MOVED_KEYS.items():
+        section, key = old.split(".")
+        if not isinstance(raw.get(section), dict) or key not in raw[section]:
+            continue
+        value = raw[section].pop(key)
+        data = raw.get("data")
+        if isinstance(data, dict) and data.get("name") == _MOVED_KEY_SOURCES[old]:
+            raw["data"] = {**data, "test_views": {**data.get("test_views", {}), key: value}}
+        elif value:
+            name = data.get("name") if isinstance(data, dict) else None
+            raise ConfigError(
+                f"saved config: {old}={value} has no place: {new} exists for "
+                f"{_MOVED_KEY_SOURCES[old]!r} data only, not {name!r}"
+            )
     return raw
 
 

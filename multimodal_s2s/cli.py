@@ -10,7 +10,7 @@ from pathlib import Path
 from multimodal_s2s.allocator import reuse_freed_memory
 from multimodal_s2s.atomic_file import atomic_write, check_writable
 from multimodal_s2s.checkpoint import load_model
-from multimodal_s2s.config import load_config, override_config
+from multimodal_s2s.config import decoding_config, load_config
 from multimodal_s2s.data.manifest import IMPORTERS, write_manifest
 from multimodal_s2s.data.sources import build_source
 from multimodal_s2s.devices import full_float32_on_cuda, resolve_device
@@ -67,7 +67,11 @@ def _parser() -> argparse.ArgumentParser:
         nargs="*",
         help="default: the data's eval splits (dotted overrides after it are still overrides)",
     )
-    evaluate_parser.add_argument("--beam", type=int, default=None, help="beam size (1 = greedy)")
+    evaluate_parser.add_argument(
+        "--beam",
+        type=int,
+        help="beam size (1 = greedy; default: the checkpoint's)",
+    )
     evaluate_parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     evaluate_parser.add_argument(
         "--report", type=Path, help="folder for results.json and <split>.jsonl per-item records"
@@ -108,9 +112,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     requested = args.splits or []
     splits = [name for name in requested if "=" not in name]
     overrides = [name for name in requested if "=" in name] + args.overrides
-    config = override_config(config, overrides, ("data", "search"))
-    if args.beam is not None:
-        config.search.beam_size = args.beam
+    config = decoding_config(config, overrides, ("data", "search"), args.beam)
     data = build_source(config.data)
     splits = splits or data.eval_splits
     for split in splits:

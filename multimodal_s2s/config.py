@@ -31,6 +31,18 @@ class ConfigError(InputError):
     """A config key is unknown, has the wrong type, or names an unknown component."""
 
 
+# What a decoding command (``transcribe``, ``caption``) may change in a checkpoint's config.
+DECODING_SECTIONS = ("search", "data.test_views")
+# Keys that moved (old dotted key -> new one). A config or an override that uses an old key
+# is refused naming the new one; the configs saved in older checkpoints are converted when
+# they are read (``checkpoint.upgrade_saved_config``).
+MOVED_KEYS = {
+    "search.speed_factors": "data.test_views.speed_factors",
+    "search.warp_factors": "data.test_views.warp_factors",
+    "search.corner_crops": "data.test_views.corner_crops",
+}
+
+
 @dataclass
 class TokenizerConfig:
     kind: TokenizerKind = "char"
@@ -150,20 +162,44 @@ def apply_override(raw: dict, override: str) -> None:
 
 def override_config(config: Config, overrides: Sequence[str], sections: Sequence[str]) -> Config:
     """A copy of ``config`` with dotted ``overrides`` applied, each of which must set a key of
-    one of ``sections`` (what a command may change in a trained model's config)."""
+    one of ``sections`` (dotted section names: what a command may change in a trained model's
+    config, e.g. ``search`` and ``data.test_views``)."""
     raw = config_to_dict(config)
     for override in overrides:
-        if override.split(".", 1)[0] not in sections:
+        if not _in_sections(override, sections):
             allowed = " and ".join(f"{section}.*" for section in sections)
             raise ConfigError(f"can only override {allowed} here, not {override!r}")
         apply_override(raw, override)
     return config_from_dict(raw)
 
 
-def split_search_overrides(items: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Command-line positionals -> (the others, the ``search.KEY=VALUE`` overrides among them)."""
-    overrides = [item for item in items if item.startswith("search.") and "=" in item]
+def decoding_config(
+    config: Config, overrides: Sequence[str], sections: Sequence[str], beam: int | None = None
+) -> Config:
+    """The config a command decodes with: a checkpoint's ``config``, then the dotted
+    ``overrides`` (keys of ``sections``, as ``override_config``), then ``beam`` (an explicit
+    ``--beam``) as ``search.beam_size``. A setting that none of them gives keeps the
+    checkpoint's value."""
+    config = override_config(config, overrides, sections)
+    if beam is not None:
+        if beam < 1:
+            raise ConfigError(f"--beam must be >= 1, got {beam}")
+        config = dataclasses.replace(
+            config, search=dataclasses.replace(config.search, beam_size=beam)
+        )
+    return config
+
+
+def split_overrides(items: Sequence[str], sections: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Command-line positionals -> (the others, the ``KEY=VALUE`` overrides of a key in one
+    of ``sections`` among them)."""
+    overrides = [item for item in items if "=" in item and _in_sections(item, sections)]
     return [item for item in items if item not in overrides], overrides
+
+
+def _in_sections(override: str, sections: Sequence[str]) -> bool:
+    key = override.partition("=")[0]
+    return any(key.startswith(f"{section}.") for section in sections)
 
 
 def config_from_dict(raw: dict) -> Config:
@@ -185,6 +221,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     for key, value in raw.items():
         dotted = f"{prefix}{key}"
         if key not in fields:
+            if dotted in MOVED_KEYS:
+                raise ConfigError(f"config key {dotted!r} is now {MOVED_KEYS[dotted]!r}")
             raise ConfigError(f"unknown config key {dotted!r} (known: {', '.join(fields)})")
         registry = fields[key].metadata.get("registry")
         if registry is not None:

@@ -229,20 +229,30 @@ def test_search_overrides_on_the_command_line_change_the_checkpoints_search(
     for crops in ("[]", "[0.8]"):
         output = tmp_path / f"{crops}.jsonl"
         args = parser.parse_args(
-            ["caption", "--model", str(checkpoint), *paths, f"search.corner_crops={crops}"]
+            ["caption", "--model", str(checkpoint), *paths, f"data.test_views.corner_crops={crops}"]
             + ["--output", str(output), "--device", "cpu"]
         )
         assert args.run(args) == 0
         outputs[crops] = _records(output)
         assert [r["image"] for r in outputs[crops]] == paths
     direct = tmp_path / "direct.jsonl"
-    caption(checkpoint, paths, direct, device="cpu", search_overrides=["search.corner_crops=[0.8]"])
+    caption(
+        checkpoint, paths, direct, device="cpu", overrides=["data.test_views.corner_crops=[0.8]"]
+    )
     assert _records(direct) == outputs["[0.8]"]
     assert [r["score"] for r in outputs["[0.8]"]] != [r["score"] for r in outputs["[]"]]
-    with pytest.raises(InputError, match=r"search.corner_crops must be in \(0, 1\)"):
-        caption(checkpoint, paths, None, device="cpu", search_overrides=["search.corner_crops=[2]"])
-    with pytest.raises(InputError, match=r"can only override search.\* here, not 'data.x=1'"):
-        caption(checkpoint, paths, None, device="cpu", search_overrides=["data.x=1"])
+    with pytest.raises(InputError, match=r"data.test_views.corner_crops must be in \(0, 1\)"):
+        caption(
+            checkpoint, paths, None, device="cpu", overrides=["data.test_views.corner_crops=[2]"]
+        )
+    with pytest.raises(
+        InputError, match="'search.corner_crops' is now 'data.test_views.corner_crops'"
+    ):
+        caption(checkpoint, paths, None, device="cpu", overrides=["search.corner_crops=[0.8]"])
+    with pytest.raises(
+        InputError, match=r"can only override search.\* and data.test_views.\* here, not 'data.x=1'"
+    ):
+        caption(checkpoint, paths, None, device="cpu", overrides=["data.x=1"])
 
 
 def test_bad_arguments_and_non_image_models_are_errors(trained, tmp_path):

@@ -8,7 +8,9 @@ from conftest import DECODER, SOURCE_SHAPES, tiny_model
 from multimodal_s2s.config import load_config
 from multimodal_s2s.devices import full_float32_on_cuda
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.frontends.image import Crop
+from multimodal_s2s.frontends import decoding_views
+from multimodal_s2s.frontends.features import SpeechViews
+from multimodal_s2s.frontends.image import Crop, ImageViews
 from multimodal_s2s.search.beam import (
     SearchConfig,
     beam_search,
@@ -367,7 +369,7 @@ SPEECH = [
 
 def _speech_decoder():
     """A tiny speech model with a sharpened generator, a tokenizer, a padded batch of six
-    waveforms and ``decode(beam=True, **search_overrides)``."""
+    waveforms and ``decode(beam=True, **speech_views)``."""
     model, config = tiny_model(SPEECH + DECODER)
     with torch.no_grad():
         model.generator.projection.weight.mul_(4.0)
@@ -375,10 +377,9 @@ def _speech_decoder():
     waves = torch.randn(6, 4000, generator=torch.Generator().manual_seed(0)) * 0.1
     lengths = torch.tensor([4000, 2500, 3000, 1800, 3500, 2000])
 
-    def decode(beam: bool = True, **overrides):
-        decoded = decode_batch(
-            model, tokenizer, waves, lengths, replace(config.search, **overrides), beam
-        )
+    def decode(beam: bool = True, **views):
+        variants = SpeechViews(**views).variants()
+        decoded = decode_batch(model, tokenizer, waves, lengths, config.search, beam, variants)
         return [(d.text, d.score) for d in decoded]
 
     return decode
@@ -412,34 +413,48 @@ def test_speed_and_warp_factors_decode_every_pair_of_them():
 def test_warp_and_speed_factors_need_a_speech_model_and_positive_factors(name):
     model = _model("cnn", "additive")
     tokenizer = Tokenizer.build(["abcdefgh"], "char")
-    search = replace(SEARCH, **{name: [0.9, 1.1]})
-    with pytest.raises(InputError, match=f"search.{name} needs a speech model"):
-        decode_batch(model, tokenizer, torch.randn(2, 3, 32, 32), None, search)
-    with pytest.raises(InputError, match=f"search.{name} must be > 0"):
-        load_config(None, [f"search.{name}=[1.0, 0.0]"])
+    views = SpeechViews(**{name: [0.9, 1.1]}).variants()
+    with pytest.raises(InputError, match="view 'speed'|view 'warp'"):
+        decode_batch(model, tokenizer, torch.randn(2, 3, 32, 32), None, SEARCH, views=views)
+    speech = ["data.name=speech", "encoder.input_dim=80"]
+    with pytest.raises(InputError, match=f"data.test_views.{name} must be > 0"):
+        load_config(None, [*speech, f"data.test_views.{name}=[1.0, 0.0]"])
+    with pytest.raises(InputError, match=f"unknown config key 'data.test_views.{name}'"):
+        load_config(None, ["data.name=images", f"data.test_views.{name}=[1.0]"])
 
 
 def test_corner_crops_need_an_image_model_and_sides_below_one():
     model = _model("pblstm", "additive")
     tokenizer = Tokenizer.build(["abcdefgh"], "char")
-    search = replace(SEARCH, corner_crops=[0.9])
-    with pytest.raises(InputError, match="search.corner_crops needs an image model"):
-        decode_batch(model, tokenizer, torch.randn(2, 40, 6), torch.tensor([40, 30]), search)
+    views = ImageViews(corner_crops=[0.9]).variants()
+    with pytest.raises(InputError, match="view 'crop' needs a frontend that takes it"):
+        decode_batch(
+            model, tokenizer, torch.randn(2, 40, 6), torch.tensor([40, 30]), SEARCH, views=views
+        )
     for side in ("1.0", "0.0"):
-        with pytest.raises(InputError, match=r"search.corner_crops must be in \(0, 1\)"):
-            load_config(None, [f"search.corner_crops=[0.9, {side}]"])
+        with pytest.raises(InputError, match=r"data.test_views.corner_crops must be in \(0, 1\)"):
+            load_config(None, ["data.name=images", f"data.test_views.corner_crops=[0.9, {side}]"])
+    with pytest.raises(InputError, match="unknown config key 'data.test_views'"):
+        load_config(None, ["data.test_views.corner_crops=[0.9]"])  # toy data has no views
 
 
-def test_variants_are_every_combination_of_speed_warp_and_crop():
-    assert SearchConfig().variants() == [{}]
-    speech = SearchConfig(speed_factors=[0.9, 1.1], warp_factors=[1.0, 1.2]).variants()
+def test_old_search_keys_of_views_name_their_new_place():
+    for name in ("speed_factors", "warp_factors", "corner_crops"):
+        with pytest.raises(InputError, match=f"'search.{name}' is now 'data.test_views.{name}'"):
+            load_config(None, [f"search.{name}=[]"])
+
+
+def test_views_are_every_combination_of_speed_and_warp_or_every_crop():
+    assert decoding_views(load_config(None, []).data) == [{}]
+    assert SpeechViews().variants() == [{}] and ImageViews().variants() == [{}]
+    speech = SpeechViews(speed_factors=[0.9, 1.1], warp_factors=[1.0, 1.2]).variants()
     assert speech == [
         {"speed": 0.9, "warp": 1.0},
         {"speed": 0.9, "warp": 1.2},
         {"speed": 1.1, "warp": 1.0},
         {"speed": 1.1, "warp": 1.2},
     ]
-    crops = SearchConfig(corner_crops=[0.8, 0.9]).variants()
+    crops = ImageViews(corner_crops=[0.8, 0.9]).variants()
     assert crops[0] == {} and len(crops) == 9
     assert [v["crop"] for v in crops[1:5]] == [
         Crop(0.8, 0.0, 0.0),
@@ -459,9 +474,9 @@ def test_corner_crops_keep_each_images_best_scoring_view_and_name_it():
     smooth = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))  # crops alike
     smooth = torch.nn.functional.interpolate(smooth, size=(32, 32), mode="bilinear")
     images = (smooth * 255).round().to(torch.uint8)
-    search = replace(config.search, beam_size=3, max_length=8, corner_crops=[0.75])
-    decoded = decode_batch(model, tokenizer, images, None, search)
-    views = search.variants()
+    search = replace(config.search, beam_size=3, max_length=8)
+    views = ImageViews(corner_crops=[0.75]).variants()
+    decoded = decode_batch(model, tokenizer, images, None, search, views=views)
     with torch.no_grad():
         runs = [beam_search(model, model.encode(images, None, **view), search) for view in views]
     chosen = []

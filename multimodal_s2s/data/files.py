@@ -52,23 +52,28 @@ def _add_new_files(found: dict[Path, Path], paths: Iterable[Path]) -> None:
 
 
 def add_batch_command_arguments(
-    parser: argparse.ArgumentParser, kind: str, beam: int, batch_unit: str, batch_size: int
+    parser: argparse.ArgumentParser, kind: str, batch_unit: str, batch_size: int
 ) -> None:
     """The arguments that the batch decoding commands (``transcribe``, ``caption``) share:
-    ``--model``, the ``kind`` inputs (``search.KEY=VALUE`` items among them override the
-    checkpoint's search settings), ``--output``, ``--beam`` (default ``beam``),
-    ``--batch-size`` (of ``batch_unit``, default ``batch_size``) and ``--device``."""
+    ``--model``, the ``kind`` inputs (``search.KEY=VALUE`` and ``data.test_views.KEY=VALUE``
+    items among them override the checkpoint's settings), ``--output``, ``--beam`` (default:
+    the checkpoint's), ``--batch-size`` (of ``batch_unit``, default ``batch_size``) and
+    ``--device``."""
     parser.add_argument("--model", type=Path, required=True, help="checkpoint")
     parser.add_argument(
         "paths",
         nargs="+",
-        help=f"{kind} files, folders (recursive) or glob patterns; search.KEY=VALUE items "
-        "override the checkpoint's search settings",
+        help=f"{kind} files, folders (recursive) or glob patterns; search.KEY=VALUE and "
+        "data.test_views.KEY=VALUE items override the checkpoint's settings",
     )
     parser.add_argument(
         "--output", type=Path, help="JSON Lines file (default: path<TAB>text lines on stdout)"
     )
-    parser.add_argument("--beam", type=int, default=beam, help="beam size (1 = greedy)")
+    parser.add_argument(
+        "--beam",
+        type=int,
+        help="beam size (1 = greedy; default: the checkpoint's)",
+    )
     parser.add_argument(
         "--batch-size",
         type=int,

@@ -11,7 +11,7 @@ augments them.
 import math
 import random
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ from multimodal_s2s.data.batching import WHOLE, Shard, shard_batches
 from multimodal_s2s.data.image import build_image_transform, image_pixels, load_image
 from multimodal_s2s.data.manifest import read_manifest
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.frontends.image import ImageViews
 from multimodal_s2s.metrics import bleu4, cider_d, word_error_rate
 
 
@@ -43,7 +44,8 @@ class ImageDataConfig(ManifestDataConfig):
     ``grammar`` "scenes" says captions follow the built-in scene corpus grammar
     (``data/scene_captions.py``), which adds object and relation accuracy to the scores;
     training images of more than ``max_pixels`` pixels (``width`` x ``height`` from the
-    manifest line, else from the file header) are left out and counted in ``dropped``.
+    manifest line, else from the file header) are left out and counted in ``dropped``;
+    ``test_views``: the corner crops beam search decodes each image in (``ImageViews``).
     """
 
     name: str = "images"
@@ -52,6 +54,7 @@ class ImageDataConfig(ManifestDataConfig):
     grammar: Literal["scenes", "none"] = "none"
     max_pixels: int = 40_000_000
     preload: bool = False
+    test_views: ImageViews = field(default_factory=ImageViews)
 
     def __post_init__(self) -> None:
         super().__post_init__()

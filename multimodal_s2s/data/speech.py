@@ -27,6 +27,7 @@ from multimodal_s2s.errors import InputError
 from multimodal_s2s.frontends.features import (
     FeatureConfig,
     FeaturePipeline,
+    SpeechViews,
     augment_waveform,
     perturbed_length,
 )
@@ -46,6 +47,8 @@ class SpeechDataConfig(ManifestDataConfig):
     fitted on at most ``normalizer_utterances`` random training utterances. The first
     ``sorted_epochs`` training epochs visit batches shortest first (SortaGrad), so the
     attention learns to align on short utterances before long ones; later epochs shuffle.
+    ``test_views``: the speeds and frequency warps beam search decodes each utterance in
+    (``SpeechViews``).
     """
 
     name: str = "speech"
@@ -55,6 +58,7 @@ class SpeechDataConfig(ManifestDataConfig):
     noise_files: list[str] = field(default_factory=list)
     normalizer_utterances: int = 1000
     sorted_epochs: int = 0
+    test_views: SpeechViews = field(default_factory=SpeechViews)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -25,3 +25,11 @@ def build_frontend(data_config: Any) -> nn.Module | None:
     ``data`` config section; ``None`` for a source without one."""
     builder = FRONTENDS.get(data_config.name)
     return None if builder is None else builder(data_config)
+
+
+def decoding_views(data_config: Any) -> list[dict[str, Any]]:
+    """The test-time views that ``data_config.test_views`` asks for, as keyword arguments
+    of the frontend (``SpeechViews``, ``ImageViews``); ``[{}]`` (the source as it is) for a
+    source without views."""
+    views = getattr(data_config, "test_views", None)
+    return [{}] if views is None else views.variants()

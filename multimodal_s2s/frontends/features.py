@@ -11,7 +11,7 @@ import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torchaudio.transforms
@@ -110,6 +110,35 @@ class FeatureConfig:
     def n_fft(self) -> int:
         """Smallest power of two >= ``win_length`` (512 at 16 kHz, 25 ms)."""
         return 1 << (self.win_length - 1).bit_length()
+
+
+@dataclass
+class SpeechViews:
+    """Test-time views of an utterance (``data.test_views`` of a speech config).
+
+    Beam search (``search.decode.decode_batch``) decodes every utterance once per
+    combination of a speed and a warp (``variants``) and keeps its best-scoring hypothesis
+    (maximum-likelihood selection, as in vocal tract length normalisation).
+    ``speed_factors``: the audio played that many times as fast, as speed perturbation does
+    in training; ``warp_factors``: the spectrum's frequency axis scaled, as vocal tract
+    length perturbation does; an empty list: that change is not made.
+    """
+
+    speed_factors: list[float] = field(default_factory=list)
+    warp_factors: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in ("speed_factors", "warp_factors"):
+            factors = getattr(self, name)
+            if any(factor <= 0 for factor in factors):
+                raise InputError(f"data.test_views.{name} must be > 0, got {factors}")
+
+    def variants(self) -> list[dict[str, Any]]:
+        """Keyword arguments of ``FeaturePipeline.forward``, one per (speed, warp) pair;
+        ``[{}]`` when neither is set."""
+        speeds = [{"speed": factor} for factor in self.speed_factors] or [{}]
+        warps = [{"warp": factor} for factor in self.warp_factors] or [{}]
+        return [{**speed, **warp} for speed in speeds for warp in warps]
 
 
 def frame_levels_db(waveforms: Tensor, frame: int) -> Tensor:
@@ -346,7 +375,7 @@ class FeaturePipeline(nn.Module):
     with ``output_dim`` features per output frame.
 
     Keeping this inside a model stores the normaliser statistics in its checkpoints.
-    ``variants``: the test-time changes ``forward`` takes (``decode.decode_batch``).
+    ``variants``: the test-time changes ``forward`` takes (``SpeechViews``).
     """
 
     variants = frozenset({"speed", "warp"})

@@ -27,7 +27,8 @@ Train-time augmentation is chosen so that a caption stays true of the augmented 
 """
 
 import math
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,9 @@ CROP_SCALE: tuple[float, float] = (0.85, 1.0)
 CROP_RATIO: tuple[float, float] = (0.95, 1.0 / 0.95)
 COLOR_JITTER: dict[str, float] = {"brightness": 0.6, "contrast": 0.2, "saturation": 0.2}
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights, as torchvision's rgb_to_grayscale
+# Where corner crops sit: (x, y) of the margin they leave, top-left, top-right, bottom-left,
+# bottom-right (``Crop``).
+_CORNERS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0))
 
 
 class Crop(NamedTuple):
@@ -52,13 +56,38 @@ class Crop(NamedTuple):
     y: float
 
 
+@dataclass
+class ImageViews:
+    """Test-time views of an image (``data.test_views`` of an image config).
+
+    Beam search (``search.decode.decode_batch``) decodes every image once per view
+    (``variants``) and keeps its best-scoring hypothesis: the image itself and, for each
+    side in ``corner_crops`` (a fraction of the image side, in ``(0, 1)``), its four corner
+    squares of that side, each resampled to the full size.
+    """
+
+    corner_crops: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if any(not 0 < side < 1 for side in self.corner_crops):
+            raise InputError(
+                f"data.test_views.corner_crops must be in (0, 1), got {self.corner_crops}"
+            )
+
+    def variants(self) -> list[dict[str, Any]]:
+        """Keyword arguments of ``ImageFrontend.forward``: ``{}`` (the whole image), then
+        a ``crop`` per side and corner (top-left, top-right, bottom-left, bottom-right)."""
+        crops = [Crop(side, x, y) for side in self.corner_crops for x, y in _CORNERS]
+        return [{}] + [{"crop": crop} for crop in crops]
+
+
 class ImageFrontend(nn.Module):
     """``uint8`` images ``(B, 3, H, W)`` -> normalised float32 ``(B, 3, H, W)``.
 
     With ``augment`` and in training mode, each image is randomly cropped and colour-jittered
     first (module docstring). Always computes in float32, also inside an autocast region.
     Holds no parameters and no saved state. ``variants``: the test-time changes ``forward``
-    takes (``decode.decode_batch``).
+    takes (``ImageViews``).
     """
 
     variants = frozenset({"crop"})

@@ -11,18 +11,18 @@ the folder all inputs share, with ``.png`` appended (``a/cat.jpg`` -> ``DIR/a/ca
 """
 
 import argparse
-import dataclasses
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from multimodal_s2s.atomic_file import check_writable
 from multimodal_s2s.checkpoint import load_model
-from multimodal_s2s.config import override_config, split_search_overrides
+from multimodal_s2s.config import DECODING_SECTIONS, decoding_config, split_overrides
 from multimodal_s2s.data.files import (
     add_batch_command_arguments,
     find_files_reporting,
@@ -34,6 +34,7 @@ from multimodal_s2s.data.images import ImageData, ImageDataConfig
 from multimodal_s2s.data.manifest import collected_records
 from multimodal_s2s.devices import resolve_device
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.frontends import decoding_views
 from multimodal_s2s.inference.attention_maps import save_attention_map
 from multimodal_s2s.models.model import Seq2Seq
 from multimodal_s2s.search.beam import SearchConfig
@@ -50,22 +51,24 @@ def caption(
     model_path: str | Path,
     paths: list[str],
     output: Path | None,
-    beam: int = 5,
+    beam: int | None = None,
     batch_size: int = BATCH_SIZE,
     attention_maps: Path | None = None,
     device: str = "auto",
-    search_overrides: Sequence[str] = (),
+    overrides: Sequence[str] = (),
 ) -> int:
     """Caption every image named by ``paths``; returns 0, or 1 if any input was skipped.
-    ``search_overrides``: ``search.KEY=VALUE`` changes to the checkpoint's search settings
-    (``search.corner_crops=[]`` captions the image alone).
+
+    Decoding settings are the checkpoint's, changed by ``overrides`` (``search.KEY=VALUE``
+    and ``data.test_views.KEY=VALUE``; ``data.test_views.corner_crops=[]`` captions the
+    image alone) and then by ``beam`` when given (1 decodes greedily).
 
     Raises:
         InputError: the checkpoint is unusable or not an image captioning model, or
             ``beam`` / ``batch_size`` is below 1, or ``output`` / ``attention_maps`` cannot be
             written (checked before any image is captioned).
     """
-    if beam < 1 or batch_size < 1:
+    if (beam is not None and beam < 1) or batch_size < 1:
         raise InputError(f"--beam and --batch-size must be >= 1, got {beam} and {batch_size}")
     if attention_maps is not None:
         check_writable(attention_maps, folder=True)
@@ -75,8 +78,8 @@ def caption(
         raise InputError(
             f"{model_path}: not an image captioning model (data.name={config.data.name})"
         )
-    config = override_config(config, search_overrides, ("search",))
-    search = dataclasses.replace(config.search, beam_size=beam)
+    config = decoding_config(config, overrides, DECODING_SECTIONS, beam)
+    views = decoding_views(config.data)
     files, failed = find_files_reporting(paths, SUPPORTED_IMAGE_EXTENSIONS, "image")
     root = _common_folder(files)
     bar = tqdm(total=len(files), unit="image", file=sys.stderr, disable=None, dynamic_ncols=True)
@@ -84,7 +87,7 @@ def caption(
         for chunk in _chunks(files, batch_size):
             loaded, sources = _read_images(chunk, config.data)
             failed |= len(loaded) < len(chunk)
-            decoded = decode_images(model, tokenizer, sources, search, target)
+            decoded = decode_images(model, tokenizer, sources, config.search, views, target)
             for path, result in zip(loaded, decoded, strict=True):
                 records.append({"image": str(path), "caption": result.text, "score": result.score})
                 if output is None:
@@ -103,13 +106,13 @@ def caption(
 def add_caption_command(subparsers: argparse._SubParsersAction) -> None:
     """Register ``caption`` on the ``ms2s`` sub-command parser."""
     parser = subparsers.add_parser("caption", help="caption image files with a checkpoint")
-    add_batch_command_arguments(parser, "image", beam=5, batch_unit="images", batch_size=BATCH_SIZE)
+    add_batch_command_arguments(parser, "image", batch_unit="images", batch_size=BATCH_SIZE)
     parser.add_argument("--attention-maps", type=Path, help="folder for attention figures")
     parser.set_defaults(run=_run_caption)
 
 
 def _run_caption(args: argparse.Namespace) -> int:
-    paths, overrides = split_search_overrides(args.paths)
+    paths, overrides = split_overrides(args.paths, DECODING_SECTIONS)
     return caption(
         args.model,
         paths,
@@ -118,7 +121,7 @@ def _run_caption(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         attention_maps=args.attention_maps,
         device=args.device,
-        search_overrides=overrides,
+        overrides=overrides,
     )
 
 
@@ -141,13 +144,15 @@ def decode_images(
     tokenizer: Tokenizer,
     sources: list[torch.Tensor],
     search: SearchConfig,
+    views: list[dict[str, Any]],
     device: torch.device,
 ) -> list[Decoded]:
-    """Caption ``(3, S, S)`` images as one batch (nothing for no images)."""
+    """Caption ``(3, S, S)`` images as one batch (nothing for no images), in each of the
+    test-time ``views``."""
     if not sources:
         return []
     batch, lengths = ImageData.collate_sources(sources)
-    return decode_batch(model, tokenizer, batch.to(device), lengths, search)
+    return decode_batch(model, tokenizer, batch.to(device), lengths, search, views=views)
 
 
 def _common_folder(files: list[Path]) -> Path:

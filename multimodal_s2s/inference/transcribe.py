@@ -9,16 +9,16 @@ batches, sorted by length inside a window; results come out in input order.
 """
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor
 from tqdm import tqdm
 
 from multimodal_s2s.checkpoint import load_model
-from multimodal_s2s.config import Config, override_config, split_search_overrides
+from multimodal_s2s.config import DECODING_SECTIONS, Config, decoding_config, split_overrides
 from multimodal_s2s.data.audio import SUPPORTED_AUDIO_EXTENSIONS
 from multimodal_s2s.data.base import DataSource
 from multimodal_s2s.data.files import (
@@ -32,6 +32,7 @@ from multimodal_s2s.data.pauses import split_at_pauses
 from multimodal_s2s.data.sources import SOURCES
 from multimodal_s2s.devices import resolve_device
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.frontends import decoding_views
 from multimodal_s2s.models.model import Seq2Seq
 from multimodal_s2s.search.decode import Decoded, decode_batch
 from multimodal_s2s.text import Tokenizer
@@ -44,40 +45,43 @@ def transcribe(
     model_path: str | Path,
     paths: list[str],
     output: str | Path | None = None,
-    beam: int = 8,
+    beam: int | None = None,
     batch_size: int = BATCH_SIZE,
     device: str = "auto",
     max_chunk_seconds: float = 30.0,
     min_pause_seconds: float = 0.3,
-    search_overrides: Sequence[str] = (),
+    overrides: Sequence[str] = (),
 ) -> int:
     """Transcribe audio files; returns 0, or 1 when any input could not be read.
 
     Writes JSON Lines ``{"audio", "text", "score"}`` to ``output`` (atomically; Ctrl-C
     leaves the finished files' lines in ``<output>.partial``, ``collected_records``), or
     ``path<TAB>text`` lines to stdout when ``output`` is None. ``score`` is the search's rank
-    score, averaged over the chunks of a long file. ``beam`` 1 decodes greedily.
-    ``search_overrides``: ``search.KEY=VALUE`` changes to the checkpoint's search settings
-    (``search.speed_factors=[]`` decodes each utterance once, as it is).
+    score, averaged over the chunks of a long file.
+
+    Decoding settings are the checkpoint's, changed by ``overrides`` (``search.KEY=VALUE``
+    and ``data.test_views.KEY=VALUE``; ``data.test_views.speed_factors=[]`` decodes each
+    utterance once, as it is) and then by ``beam`` when given (1 decodes greedily).
 
     Raises:
         InputError: a bad option value or an unusable checkpoint.
     """
-    if beam < 1 or batch_size < 1 or max_chunk_seconds <= 0 or min_pause_seconds < 0:
+    if (beam is not None and beam < 1) or batch_size < 1:
+        raise InputError(f"--beam and --batch-size must be >= 1, got {beam} and {batch_size}")
+    if max_chunk_seconds <= 0 or min_pause_seconds < 0:
         raise InputError(
-            "--beam and --batch-size must be >= 1, --max-chunk-seconds > 0 and "
-            f"--min-pause-seconds >= 0, got {beam}, {batch_size}, {max_chunk_seconds} and "
-            f"{min_pause_seconds}"
+            "--max-chunk-seconds must be > 0 and --min-pause-seconds >= 0, got "
+            f"{max_chunk_seconds} and {min_pause_seconds}"
         )
     model, tokenizer, config = load_model(model_path, resolve_device(device))
     if getattr(config.data, "features", None) is None:
         raise InputError(f"{model_path}: not a speech model (data.name={config.data.name})")
-    config = override_config(config, search_overrides, ("search",))
+    config = decoding_config(config, overrides, DECODING_SECTIONS, beam)
     files, failed = find_files_reporting(paths, SUPPORTED_AUDIO_EXTENSIONS, "audio")
     if not files:
         return 1
     transcriber = _Transcriber(
-        model, tokenizer, config, beam, batch_size, max_chunk_seconds, min_pause_seconds
+        model, tokenizer, config, batch_size, max_chunk_seconds, min_pause_seconds
     )
     window_size = batch_size * _WINDOW_BATCHES
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=None, dynamic_ncols=True)
@@ -107,7 +111,6 @@ class _Transcriber:
         model: Seq2Seq,
         tokenizer: Tokenizer,
         config: Config,
-        beam: int,
         batch_size: int,
         max_chunk_seconds: float,
         min_pause_seconds: float,
@@ -116,7 +119,8 @@ class _Transcriber:
         self.tokenizer = tokenizer
         self.data_config = config.data
         self.source_class: type[DataSource] = SOURCES[config.data.name][0]
-        self.search = dataclasses.replace(config.search, beam_size=beam)
+        self.search = config.search
+        self.views: list[dict[str, Any]] = decoding_views(config.data)
         self.batch_size = batch_size
         self.max_chunk_seconds = max_chunk_seconds
         self.min_pause_seconds = min_pause_seconds
@@ -148,8 +152,9 @@ class _Transcriber:
         for first in range(0, len(order), self.batch_size):
             batch = order[first : first + self.batch_size]
             sources, lengths = self.source_class.collate_sources([waves[i] for i in batch])
+            sources, lengths = sources.to(device), lengths.to(device)
             decoded = decode_batch(
-                self.model, self.tokenizer, sources.to(device), lengths.to(device), self.search
+                self.model, self.tokenizer, sources, lengths, self.search, views=self.views
             )
             for index, result in zip(batch, decoded, strict=True):
                 results[index] = result
@@ -159,7 +164,7 @@ class _Transcriber:
 def add_transcribe_command(commands: argparse._SubParsersAction) -> None:
     """Register ``transcribe`` on the ``ms2s`` sub-command parsers."""
     parser = commands.add_parser("transcribe", help="transcribe audio files with a checkpoint")
-    add_batch_command_arguments(parser, "audio", beam=8, batch_unit="chunks", batch_size=BATCH_SIZE)
+    add_batch_command_arguments(parser, "audio", batch_unit="chunks", batch_size=BATCH_SIZE)
     parser.add_argument(
         "--max-chunk-seconds",
         type=float,
@@ -176,7 +181,7 @@ def add_transcribe_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    paths, overrides = split_search_overrides(args.paths)
+    paths, overrides = split_overrides(args.paths, DECODING_SECTIONS)
     return transcribe(
         args.model,
         paths,
@@ -186,5 +191,5 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         max_chunk_seconds=args.max_chunk_seconds,
         min_pause_seconds=args.min_pause_seconds,
-        search_overrides=overrides,
+        overrides=overrides,
     )

@@ -8,27 +8,15 @@ leave the batch. Hypotheses are ranked by ``rank_score`` (log-probability, lengt
 normalised or GNMT-penalised, plus the optional coverage penalty).
 """
 
-from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.frontends.image import Crop
 from multimodal_s2s.models.encoders.base import EncoderOutput
 from multimodal_s2s.text import BOS_ID, EOS_ID, PAD_ID
-
-# Where corner crops sit: (x, y) of the margin they leave, top-left, top-right, bottom-left,
-# bottom-right (``image_frontend.Crop``).
-_CORNERS = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0))
-# The setting behind each test-time change (a key of ``SearchConfig.variants``' dicts), and
-# what kind of model takes it.
-_VARIANT_SETTINGS = {
-    "speed": ("speed_factors", "a speech model"),
-    "warp": ("warp_factors", "a speech model"),
-    "crop": ("corner_crops", "an image model"),
-}
 
 
 @dataclass
@@ -43,19 +31,14 @@ class SearchConfig:
     extension by ``(1 - w) * log p_att + w * log p_ctc`` with CTC prefix scores
     (``ctc.CTCPrefixScorer``). ``bag_of_words_weight`` > 0 (models trained with a
     bag-of-words head only) re-ranks the whole final beam, adding that times the presence
-    log-odds of each distinct token a hypothesis names (``bag_of_words.rerank_with_bag_of_words``).
+    log-odds of each distinct token a hypothesis names (``rerank.rerank_with_bag_of_words``).
     Greedy search ignores both. ``no_repeat_ngram_size`` n > 0 forbids any hypothesis to
     emit an n-gram of tokens it has emitted before (Hugging Face's option of that name,
     OpenNMT's ``block_ngram_repeat``), in greedy and beam search.
 
-    Test-time variants (beam search only; ``decode.decode_batch``) decode every source once
-    per combination (``variants``) and keep its best-scoring hypothesis (maximum-likelihood
-    selection, as in vocal tract length normalisation). Speech models: ``speed_factors`` (the
-    audio played that many times as fast, as speed perturbation does in training) and
-    ``warp_factors`` (the spectrum's frequency axis scaled, as vocal tract length perturbation
-    does); an empty list: that change is not made. Image models: ``corner_crops``, the image
-    itself and, for each side in the list (a fraction of the image side, in ``(0, 1)``), its
-    four corner squares of that side, each resampled to the full size.
+    Test-time views of a source (speeds and warps of speech, corner crops of images) belong
+    to its modality: ``data.test_views`` (``frontends.features.SpeechViews``,
+    ``frontends.image.ImageViews``).
 
     ``cpu_bfloat16`` decodes on a CPU under bfloat16 autocast (``decode.decode_batch``): the
     matrix products and convolutions read bfloat16 and accumulate in float32, while the
@@ -74,9 +57,6 @@ class SearchConfig:
     ctc_weight: float = 0.0
     bag_of_words_weight: float = 0.0
     no_repeat_ngram_size: int = 0
-    warp_factors: list[float] = field(default_factory=list)
-    speed_factors: list[float] = field(default_factory=list)
-    corner_crops: list[float] = field(default_factory=list)
     cpu_bfloat16: bool = False
 
     def __post_init__(self) -> None:
@@ -90,29 +70,6 @@ class SearchConfig:
             raise InputError(
                 f"search.no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}"
             )
-        for name in ("warp_factors", "speed_factors"):
-            factors = getattr(self, name)
-            if any(factor <= 0 for factor in factors):
-                raise InputError(f"search.{name} must be > 0, got {factors}")
-        if any(not 0 < side < 1 for side in self.corner_crops):
-            raise InputError(f"search.corner_crops must be in (0, 1), got {self.corner_crops}")
-
-    def check_variants(self, accepted: frozenset[str]) -> None:
-        """Raise ``InputError`` naming a configured variant setting whose change is not among
-        ``accepted`` (what a model's frontend takes: its ``variants``)."""
-        for key, (setting, needed) in _VARIANT_SETTINGS.items():
-            if getattr(self, setting) and key not in accepted:
-                raise InputError(f"search.{setting} needs {needed}")
-
-    def variants(self) -> list[dict[str, Any]]:
-        """Every test-time variant, as keyword arguments for ``Seq2Seq.encode``: one per
-        combination of a speed, a warp and a crop; ``[{}]`` when none is configured."""
-        speeds = [{"speed": factor} for factor in self.speed_factors] or [{}]
-        warps = [{"warp": factor} for factor in self.warp_factors] or [{}]
-        crops = [{}] + [
-            {"crop": Crop(side, x, y)} for side in self.corner_crops for x, y in _CORNERS
-        ]
-        return [{**speed, **warp, **crop} for speed in speeds for warp in warps for crop in crops]
 
 
 class Hypothesis(NamedTuple):

@@ -1,6 +1,7 @@
 """Decoding batches to text, shared by training, evaluation and the CLI."""
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple
 
@@ -18,8 +19,8 @@ from multimodal_s2s.text import Tokenizer
 
 
 class Decoded(NamedTuple):
-    """The best hypothesis of one source, as text, and the test-time variant it was decoded
-    from (``SearchConfig.variants``; ``{}``: the source as it is)."""
+    """The best hypothesis of one source, as text, and the test-time view it was decoded
+    from (one of ``decode_batch``'s ``views``; ``{}``: the source as it is)."""
 
     text: str
     score: float
@@ -35,15 +36,17 @@ def decode_batch(
     lengths: Tensor | None,
     search: SearchConfig,
     beam: bool = True,
+    views: Sequence[dict[str, Any]] = ({},),
 ) -> list[Decoded]:
     """Encode a padded batch and decode it with beam search (or greedy when ``beam`` is
     False or ``search.beam_size`` is 1). ``search.ctc_weight`` adds the model's CTC prefix
     scores to every beam search step; ``search.bag_of_words_weight`` re-ranks the whole
-    final beam with its bag-of-words head; the test-time variants of ``search``
-    (``SearchConfig.variants``: speeds and warps of speech, corner crops of images) run the
-    beam search once each and keep each source's best-scoring hypothesis (the first
-    variant's on a tie). ``search.cpu_bfloat16`` runs all of it under bfloat16 autocast
-    when the sources are on a CPU. Sources must already be on the model's device."""
+    final beam with its bag-of-words head. ``views``: test-time views of the sources, as
+    keyword arguments of the model's frontend (``frontends.decoding_views``: speeds and warps
+    of speech, corner crops of images); beam search runs once per view and keeps each
+    source's best-scoring hypothesis (the first view's on a tie). ``search.cpu_bfloat16``
+    runs all of it under bfloat16 autocast when the sources are on a CPU. Sources must
+    already be on the model's device."""
     bfloat16 = search.cpu_bfloat16 and sources.device.type == "cpu"
     warning = slow_bfloat16_warning("search.cpu_bfloat16") if bfloat16 else None
     if warning is not None:
@@ -52,18 +55,25 @@ def decode_batch(
         if not beam or search.beam_size == 1:
             best = greedy_search(model, model.encode(sources, lengths), search)
             return [Decoded(tokenizer.decode(h.tokens), h.score, h, {}) for h in best]
-        search.check_variants(getattr(model.frontend, "variants", frozenset()))
-        variants = search.variants()
+        _check_views(views, getattr(model.frontend, "variants", frozenset()))
         runs = [
             [nbest[0] for nbest in _beam_search(model, model.encode(sources, lengths, **v), search)]
-            for v in variants
+            for v in views
         ]
     decoded = []
     for candidates in zip(*runs):
-        chosen = max(range(len(variants)), key=lambda i: candidates[i].score)
+        chosen = max(range(len(views)), key=lambda i: candidates[i].score)
         best = candidates[chosen]
-        decoded.append(Decoded(tokenizer.decode(best.tokens), best.score, best, variants[chosen]))
+        decoded.append(Decoded(tokenizer.decode(best.tokens), best.score, best, views[chosen]))
     return decoded
+
+
+def _check_views(views: Sequence[dict[str, Any]], accepted: frozenset[str]) -> None:
+    """Raise ``InputError`` naming a view change that the model's frontend does not take
+    (``accepted``: its ``variants``)."""
+    for view in views:
+        for change in view.keys() - accepted:
+            raise InputError(f"test-time view {change!r} needs a frontend that takes it")
 
 
 def _beam_search(

@@ -8,6 +8,7 @@ from tqdm import tqdm
 
 from multimodal_s2s.config import Config
 from multimodal_s2s.data.base import DataSource
+from multimodal_s2s.frontends import decoding_views
 from multimodal_s2s.models.loss import token_loss
 from multimodal_s2s.models.model import Seq2Seq
 from multimodal_s2s.search.decode import decode_batch
@@ -51,6 +52,7 @@ def evaluate_model(
     model.eval()
     total_loss, total_tokens, decode_seconds, numbered = 0.0, 0, 0.0, []
     batches = data.batches(split, train=False, batch_size=config.train.batch_size, shard=dist.shard)
+    views = decoding_views(config.data)
     bar = tqdm(
         batches,
         desc=f"evaluating {split}",
@@ -66,7 +68,7 @@ def evaluate_model(
         total_loss += float(token_loss(log_probs, targets.to(device)))
         total_tokens += int((targets != 0).sum())
         started = time.perf_counter()
-        decoded = decode_batch(model, tokenizer, sources, lengths, config.search, beam=beam)
+        decoded = decode_batch(model, tokenizer, sources, lengths, config.search, beam, views)
         decode_seconds += time.perf_counter() - started
         batch_index = dist.rank + local_index * dist.world
         numbered += [

@@ -14,8 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from multimodal_s2s.checkpoint import load_checkpoint
-from multimodal_s2s.config import config_from_dict
+from multimodal_s2s.checkpoint import load_checkpoint, saved_config
 from multimodal_s2s.cpu import describe_cpu
 from multimodal_s2s.data.speech import SpeechData
 from multimodal_s2s.errors import InputError
@@ -23,7 +22,7 @@ from multimodal_s2s.errors import InputError
 
 def summarize(model: Path, reports: dict[str, Path], seconds: dict[str, float]) -> tuple[str, dict]:
     """The Markdown results table and the same numbers as a dict."""
-    data = SpeechData(config_from_dict(load_checkpoint(model)["config"]).data)
+    data = SpeechData(saved_config(load_checkpoint(model)).data)
     results = {name: _read_results(folder) for name, folder in reports.items()}
     rows = [
         "| decoding | test set | utterances | WER | CER | RTF |",
