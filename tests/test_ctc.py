@@ -139,6 +139,7 @@ def test_train_step_loss_is_the_weighted_sum(tmp_path, weight):
     assert run._train_step(run.model, batch)[0] == pytest.approx(float(expected), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_tiny_model_with_ctc_overfits_eight_pairs(tmp_path):
     overrides = CTC_TASK + [
         "data.num_train=8",

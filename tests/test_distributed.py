@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 import yaml
 from conftest import SEQUENCES, SMALL
@@ -22,6 +23,7 @@ def _metrics(folder) -> list[dict]:
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_path):
     single = tmp_path / "single"
     train(load_config(None, [*TASK, "train.batch_size=8", "train.epochs=1"]), single, False)

@@ -68,6 +68,7 @@ def _metrics(folder) -> list[dict]:
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(config_to_dict(load_config(None, RUN))))
@@ -92,6 +93,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_resume_point_like_ctrl_c(tmp_path):
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(config_to_dict(load_config(None, RUN))))
@@ -119,6 +121,7 @@ def test_an_interrupt_before_training_or_outside_it_exits_130_without_a_tracebac
     assert capsys.readouterr().err == "interrupted\n"
 
 
+@pytest.mark.slow
 def test_a_truncated_checkpoint_is_detected_and_resume_uses_the_previous_one(tmp_path, capsys):
     config = load_config(None, [*RUN, "train.epochs=1"])
     train(config, tmp_path / "straight", progress=False)
@@ -179,6 +182,7 @@ def _poison_one_training_example(monkeypatch, index: int = 5) -> None:
     monkeypatch.setattr(ToySequences, "_generate", with_nan)
 
 
+@pytest.mark.slow
 def test_a_nan_batch_is_skipped_and_logged_and_the_run_finishes(tmp_path, monkeypatch):
     _poison_one_training_example(monkeypatch)
     result = train(load_config(None, RUN), tmp_path, progress=False)

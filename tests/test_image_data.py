@@ -345,6 +345,7 @@ def test_bad_image_data_settings_are_named(key, value):
         ImageDataConfig(**{key: value})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preload", [False, True])
 def test_training_on_a_corrupt_image_stops_with_one_line_naming_it(tmp_path, capsys, preload):
     records = [{**record, "width": 24, "height": 24} for record in write_images(tmp_path, 4)]

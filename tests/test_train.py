@@ -21,6 +21,7 @@ from multimodal_s2s.training.evaluate import evaluate_model
 from multimodal_s2s.training.train import Trainer, train
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("task", "epochs"), [(SEQUENCES, 120), (IMAGES, 60)])
 def test_tiny_model_overfits_eight_pairs(tmp_path, task, epochs):
     overrides = task + SMALL + ["data.num_train=8", "data.num_dev=2", f"train.epochs={epochs}"]
