@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Speech recognition on real human speech (speechocean762: read English by non-native
+# children and adults), end to end: import the corpus's Kaldi folders, hold out whole training
+# speakers as dev, speak the training sentences with Debian's TTS voices (extra training
+# audio), train a Listen-Attend-Spell model, evaluate with beam search and greedy on
+# speechocean762 test, on every recording of the Free Spoken Digit Dataset and on the
+# phone-menu recipe's human letters and digits, and write results.md. A re-run reuses the
+# manifests and the synthesised audio and resumes or skips training.
+#
+#   bash recipes/speechocean762_asr/run.sh
+#
+# Environment: SPEECHOCEAN762_DIR and FSDD_DIR (the corpora; default ../shared/corpora/<name>
+# beside the repository), CACHE_DIR (default cache/speechocean762), EXP_DIR (default
+# exp/speechocean762_asr), TTS_VOICES_PER_SENTENCE (default 3), DEV_CHILDREN and DEV_ADULTS
+# (dev speakers, default 6 each), INSTALL_PACKAGES (default 1: install the TTS voices and
+# recordings as root; 0 skips apt), MS2S_VENV (default ~/.venvs/ms2s). Arguments are dotted
+# overrides of config.yaml (train.epochs=2).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+recipe="$root/recipes/speechocean762_asr"
+venv="${MS2S_VENV:-$HOME/.venvs/ms2s}"
+corpora="$(realpath -m "$root/../shared/corpora")"
+so762="$(realpath -m "${SPEECHOCEAN762_DIR:-$corpora/speechocean762}")"
+fsdd="$(realpath -m "${FSDD_DIR:-$corpora/fsdd}")"
+cache="$(realpath -m "${CACHE_DIR:-$root/cache/speechocean762}")"
+exp="$(realpath -m "${EXP_DIR:-$root/exp/speechocean762_asr}")"
+voices_per_sentence="${TTS_VOICES_PER_SENTENCE:-3}"
+
+if [ ! -f "$so762/train/wav.scp" ] || [ ! -f "$so762/test/wav.scp" ]; then
+  echo "error: speechocean762 not found in $so762: download it from https://www.openslr.org/101/ and set SPEECHOCEAN762_DIR to the folder holding train/ and test/" >&2
+  exit 1
+fi
+if ! compgen -G "$fsdd/recordings/*.wav" > /dev/null; then
+  echo "error: the Free Spoken Digit Dataset not found in $fsdd: git clone https://github.com/Jakobovski/free-spoken-digit-dataset and set FSDD_DIR to it" >&2
+  exit 1
+fi
+cd "$root"
+[ "${INSTALL_PACKAGES:-1}" = 0 ] || bash "$root/recipes/phone_menu_asr/install_system_packages.sh"
+
+started=$(date +%s)
+mkdir -p "$cache"
+for part in train test; do
+  [ -s "$cache/$part.all.jsonl" ] || "$venv/bin/ms2s" import kaldi "$so762/$part" "$cache/$part.all.jsonl"
+done
+[ -s "$cache/fsdd.jsonl" ] || "$venv/bin/ms2s" import fsdd "$fsdd" "$cache/fsdd.jsonl"
+"$venv/bin/python" "$recipe/split_dev.py" "$cache/train.all.jsonl" "$cache/train.jsonl" \
+  "$cache/dev.jsonl" --children "${DEV_CHILDREN:-6}" --adults "${DEV_ADULTS:-6}"
+"$venv/bin/python" -c 'import json, sys
+for line in sys.stdin: print(json.loads(line)["text"])' < "$cache/train.jsonl" > "$cache/train_texts.txt"
+num_tts=$(( $(wc -l < "$cache/train_texts.txt") * voices_per_sentence ))
+"$venv/bin/python" -m multimodal_s2s.corpora.phone_menu.prepare "$cache/tts" \
+  --texts "$cache/train_texts.txt" --num-train "$num_tts" --num-dev 0 --num-test-per-voice 0 \
+  --jobs "$(nproc)"
+cat "$cache/train.jsonl" "$cache/tts/train.jsonl" > "$cache/train_with_tts.jsonl"
+prepared=$(date +%s)
+
+# the human letters and digit strings of Debian's klettres-data and pocketsphinx-testdata
+tests=(test fsdd)
+test_sets=("data.test.test=$cache/test.all.jsonl" "data.test.fsdd=$cache/fsdd.jsonl")
+for name in real_letters real_digits; do
+  if [ -s "$cache/tts/test_$name.jsonl" ]; then
+    tests+=("$name")
+    test_sets+=("data.test.$name=$cache/tts/test_$name.jsonl")
+  fi
+done
+
+"$venv/bin/ms2s" train "$recipe/config.yaml" "data.train=$cache/train_with_tts.jsonl" \
+  "data.dev=$cache/dev.jsonl" "${test_sets[@]}" "$@" --out "$exp" --resume
+trained=$(date +%s)
+
+for beam in 8 1; do
+  name=$([ "$beam" = 1 ] && echo greedy || echo "beam$beam")
+  "$venv/bin/ms2s" evaluate --model "$exp/best.pt" --beam "$beam" --splits "${tests[@]}" \
+    --report "$exp/eval_$name"
+done
+evaluated=$(date +%s)
+
+"$venv/bin/python" "$recipe/write_results.py" --out "$exp/results.md" \
+  --report "beam8=$exp/eval_beam8" --report "greedy=$exp/eval_greedy" \
+  --ages "$cache/test.all.jsonl" --seconds "data=$((prepared - started))" \
+  --seconds "train=$((trained - prepared))" --seconds "eval=$((evaluated - trained))"
+echo "results: $exp/results.md; per-utterance alignments: $exp/eval_*/<test set>.jsonl"
