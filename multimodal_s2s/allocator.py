@@ -18,11 +18,10 @@ def reuse_freed_memory() -> bool:
     freed) fresh from the kernel and unmaps it when freed, and returns memory freed at the
     top of its heap beyond 128 KB; each page of a fresh mapping then costs a page fault when
     first written. A batched beam-search step allocates and frees several blocks of
-    megabytes (the attention energies of 100 images x 5 beams take 4 MB), so this traffic
-    recurs every step: with blocks of up to 32 MB served from the heap and up to 1 GB of
-    freed memory kept at its top, the scenes captioning benchmark decodes 7-10% faster
-    (``recipes/scenes_captioning/experiments.md``). Memory in use at the peak is the same; the
-    process keeps what it freed instead of returning it to the system at once.
+    megabytes (the attention energies of every image and beam), so this traffic recurs every
+    step; served from the heap, and with freed memory kept at its top, those blocks cost no
+    page faults (``recipes/scenes_captioning/experiments.md``). Memory in use at the peak is
+    the same; the process keeps what it freed instead of returning it to the system at once.
     """
     if not sys.platform.startswith("linux"):
         return False

@@ -58,7 +58,8 @@ class TrainConfig:
     newest ``keep_last`` are kept; ``max_bad_batches`` non-finite batches in a row stop the run.
     ``amp`` trains in mixed precision on CUDA (float16 with loss scaling);
     ``cpu_bfloat16`` autocasts training to bfloat16 on CPU, which is fast only on CPUs with
-    bfloat16 instructions (AVX512-BF16 or AMX) and slower than float32 elsewhere.
+    bfloat16 instructions (``cpu.has_bfloat16_instructions``) and slower than float32
+    elsewhere.
     The teacher-forced evaluation loss stays in float32; decoding (the dev error rate
     included) follows ``search.cpu_bfloat16``. ``select_by`` is the dev metric that ranks the
     epochs for ``keep_best``, ``best.pt`` and ``average_best``: "error" (the error rate of

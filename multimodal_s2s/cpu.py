@@ -1,7 +1,7 @@
 """What the CPU offers: bfloat16 instructions for the bfloat16 settings (``train.cpu_bfloat16``,
 ``search.cpu_bfloat16``), and a one-line description for the record next to measured numbers
-(the same recipe trained three times as fast on a host with AVX512-BF16 as on one with AVX2
-only; both report themselves as a 2-CPU ``AMD EPYC``)."""
+(two hosts that report the same processor name can differ in their vector instructions, and
+with them in speed)."""
 
 import functools
 import os

@@ -26,9 +26,9 @@ def full_float32_on_cuda() -> None:
     """Make cuDNN run float32 convolutions and LSTMs in full float32, for this process.
 
     PyTorch lets cuDNN compute them in TF32 (a 10-bit mantissa) by default, and the rounding
-    then depends on the kernel picked for each batch shape: on an H200, 1 of the 32 sources
-    of ``benchmarks/beam_search_speed.py`` decoded differently alone than in the batch, and
-    none does without TF32. The ``ms2s`` command line calls this so that no result depends on
-    the batch size; mixed-precision training (float16 under autocast) is not affected.
+    then depends on the kernel picked for each batch shape, so that a source can decode
+    differently alone than in a batch (``benchmarks/beam_search_speed.py`` checks it). The
+    ``ms2s`` command line calls this so that no result depends on the batch size;
+    mixed-precision training (float16 under autocast) is not affected.
     """
     torch.backends.cudnn.allow_tf32 = False

@@ -38,8 +38,8 @@ class ImageDataConfig(ManifestDataConfig):
     ``image_size`` is the side of the square the images are resized to;
     ``augment`` turns on train-time augmentation (in the model's ``ImageFrontend``);
     ``num_workers`` loads images in parallel; ``preload`` decodes and resizes the training
-    images once, on first use, and keeps them in memory (``3 * image_size**2`` bytes each:
-    40 000 images of 64 px take 492 MB in each training process), so that training batches
+    images once, on first use, and keeps them in memory (``3 * image_size**2`` bytes each, in
+    each training process), so that training batches
     are cut from memory with no loading work;
     ``grammar`` "scenes" says captions follow the built-in scene corpus grammar
     (``data/scene_captions.py``), which adds object and relation accuracy to the scores;

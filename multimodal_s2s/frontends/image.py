@@ -4,7 +4,7 @@ The data pipeline hands the model resized ``uint8`` images (``image.build_image_
 `ImageFrontend` turns a whole batch into ImageNet-normalised float32 at once, and in training
 mode augments every image of the batch with its own random draw, as one tensor operation on
 the model's device. Doing this per batch instead of per image in loading workers takes it off
-the CPU cores that train (about 0.4 ms an image with torchvision's per-image transforms).
+the CPU cores that train.
 
 Train-time augmentation is chosen so that a caption stays true of the augmented image:
 
@@ -22,8 +22,8 @@ Train-time augmentation is chosen so that a caption stays true of the augmented 
   ``1 +- COLOR_JITTER[name]``, applied in that order, with torchvision's formulas); hue is
   left alone because captions name colours ("a red square"). Brightness varies most (0.4 to
   1.6): the scene corpus draws every object at its own brightness, and with 1 +- 0.2 the
-  captioning model named 31% of the objects right in photos darkened to 0.4 against 79% in
-  the originals (74% and 77% with 0.4 to 1.6; scenes_captioning README).
+  captioning model named far fewer objects right in darkened photos than in the originals
+  (``recipes/scenes_captioning/experiments.md``).
 """
 
 import math

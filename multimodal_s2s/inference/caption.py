@@ -42,8 +42,8 @@ from multimodal_s2s.search.decode import Decoded, decode_batch
 from multimodal_s2s.text import EOS_ID, Tokenizer
 
 MIN_DISPLAY_SIZE = 160  # attention-map panels are at least this many pixels wide
-# Images a batch: the 1000 scene test images take 7.6 ms an image in batches of 16, 4.9 in
-# batches of 64 and 4.4 in batches of 128 (the recipe's model, 2 threads, 2026-11-26).
+# Images a batch: beam search advances a whole batch per step, so bigger batches share each
+# step's fixed costs among more images (benchmarks/README.md).
 BATCH_SIZE = 64
 
 

@@ -42,8 +42,8 @@ class SearchConfig:
 
     ``cpu_bfloat16`` decodes on a CPU under bfloat16 autocast (``decode.decode_batch``): the
     matrix products and convolutions read bfloat16 and accumulate in float32, while the
-    scores add up in float32. On a CPU with bfloat16 instructions (AVX512-BF16 or AMX) those
-    products run several times faster than in float32; elsewhere they are slower. Each
+    scores add up in float32. On a CPU with bfloat16 instructions (``cpu.py``) those products
+    run faster than in float32; elsewhere autocast emulates them and they are slower. Each
     source's result still does not depend on the batch (``tests/test_search.py``).
     """
 

@@ -162,8 +162,8 @@ class Trainer:
             if dist.rank > 0:
                 torch.manual_seed(config.train.seed + dist.rank)
         self.model.to(self.device)
-        # fused: one kernel over every parameter (0.7 ms a step against 2.7-3.6 ms for the
-        # per-parameter loop, for the speech recipe's 2.5 M parameters on 2 CPU cores)
+        # fused: one kernel over every parameter instead of a loop over them
+        # (recipes/phone_menu_asr/experiments.md)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=config.train.learning_rate,

@@ -89,9 +89,9 @@ class Voice:
 
     def synthesize_many(self, requests: list["Speech"]) -> None:
         """``synthesize`` each request. Festival speaks them all from one process: starting
-        it and loading the voice takes about 0.17 s, most of a short utterance's cost (one
-        utterance 0.17-0.20 s, ten 0.20-0.51 s), and the audio is byte for byte what one
-        process per utterance writes. The other engines start in 7-17 ms, once a request."""
+        it and loading the voice is most of a short utterance's cost, and the audio is byte
+        for byte what one process per utterance writes. The other engines start quickly, once
+        a request."""
         spoken = [(respell(r.text, self.accent, self.engine), *r[1:]) for r in requests]
         if self.engine == "festival":
             script = "".join(_festival_script(self, *arguments) for arguments in spoken)

@@ -31,7 +31,7 @@ class RenderedScene(NamedTuple):
 class SceneRenderer:
     """Renders scenes of side ``image_size``; a scene's randomness comes from ``seed`` and its id.
 
-    Stamps, photos and textures are loaded once and kept (a few tens of MB at 128 px).
+    Stamps, photos and textures are loaded once and kept.
     """
 
     def __init__(self, image_size: int, seed: int, photo_files: dict[str, Path]) -> None:

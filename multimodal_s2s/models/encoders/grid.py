@@ -15,16 +15,15 @@ from multimodal_s2s.models.encoders.base import EncoderOutput
 class ChannelsLastTrunk(nn.Sequential):
     """Image layers whose weights and activations use the channels-last memory layout
     (``(B, C, H, W)`` tensors stored as ``B, H, W, C``), the layout of oneDNN's (and cuDNN's)
-    fastest convolutions: on the 2-core CPU the scenes recipe trains 1.2x faster and captions
-    batches 1.2x faster with it (``recipes/scenes_captioning/experiments.md``). Parameter names
-    and values are those of an ``nn.Sequential`` of the same layers.
+    fastest convolutions, with which the scenes recipe trains and captions faster
+    (``recipes/scenes_captioning/experiments.md``). Parameter names and values are those of an
+    ``nn.Sequential`` of the same layers.
 
     In eval mode on the CPU, a large batch runs in chunks of images whose first activation
     takes at most ``EVAL_CHUNK_BYTES``, so that each layer's output is still in the cache
-    when the next layer reads it. The 64-pixel scenes CNN encodes 100 images at 0.67 ms an
-    image in one call (a 52 MB first activation, more than the 32 MB L3 cache) and at
-    0.36 ms in chunks of 16 (2 threads; 200 images in one call: 1.9 ms). Each image's
-    output does not depend on its chunk; training keeps whole batches (batch statistics).
+    when the next layer reads it (a whole batch's first activation can be larger than the
+    cache). Each image's output does not depend on its chunk; training keeps whole batches
+    (batch statistics).
     """
 
     EVAL_CHUNK_BYTES = 8 * 2**20
@@ -109,10 +108,8 @@ def _relu_then_2x2_pool(layer: nn.Module, following: nn.Module | None) -> bool:
 def max_pool_2x2_relu(features: Tensor) -> Tensor:
     """``max_pool2d(relu(x), 2)`` as ``relu(max of the four strided 2 x 2 positions)`` for
     ``(B, C, H, W)`` features (an odd last row or column is dropped, as the pool does): the
-    same values, with the ReLU over a quarter of them. On the 2-core CPU, PyTorch's max pool
-    over the channels-last activations is slower than these two elementwise maxima (the
-    scenes CNN's first pool: 0.35 against 0.14 ms for 16 images in bfloat16), and the
-    scenes captioning benchmark ran 6% faster with this step
+    same values, with the ReLU over a quarter of them. On the CPU, PyTorch's max pool over
+    channels-last activations is slower than these two elementwise maxima
     (``recipes/scenes_captioning/experiments.md``)."""
     height, width = features.shape[2] // 2 * 2, features.shape[3] // 2 * 2
     features = features[:, :, :height, :width]
@@ -148,8 +145,8 @@ class GridHead(nn.Module):
       ``S`` positions after the projection, so that each position's memory can say where the
       other objects are: which object lies left of or above which is a relation between
       positions, which a per-position feature cannot hold. The attention runs as plain
-      matrix products: over a few dozen positions, PyTorch's CPU flash-attention kernel took
-      twice as long in training (13 against 7 ms a step for 32 images of 16 positions).
+      matrix products: over a few dozen positions, PyTorch's CPU flash-attention kernel is
+      slower in training.
     """
 
     SELF_ATTENTION_HEADS = 4

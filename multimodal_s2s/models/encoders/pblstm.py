@@ -173,9 +173,9 @@ class BLSTMLayer(nn.Module):
 
     The forward LSTM reads the batch as it is (padding only follows the valid frames); the
     backward LSTM reads every sequence reversed within its own length, so it too starts at
-    that sequence's last valid frame. This replaces packed sequences: on the 2-core CPU
-    PyTorch's packed LSTM backward re-zeroes a gradient buffer of the whole batch at every
-    time step, so one packed BLSTM layer trained about 7x slower than on the padded batch
+    that sequence's last valid frame. This replaces packed sequences: on the CPU PyTorch's
+    packed LSTM backward re-zeroes a gradient buffer of the whole batch at every time step,
+    which made a packed BLSTM layer train far slower than on the padded batch
     (``recipes/phone_menu_asr/experiments.md``); padding costs some compute instead, which length
     bucketing keeps small. Parameters are initialised as ``nn.LSTM(bidirectional=True)``'s.
     """
@@ -198,9 +198,9 @@ class BLSTMLayer(nn.Module):
 def _run_lstm(lstm: nn.LSTM, x: Tensor) -> Tensor:
     """``(B, T, F)`` -> the LSTM's outputs ``(B, T, H)``.
 
-    Under CPU bfloat16 autocast, PyTorch 2.11 always runs an LSTM with oneDNN's bfloat16
+    Under CPU bfloat16 autocast, PyTorch always runs an LSTM with oneDNN's bfloat16
     primitive. oneDNN has that primitive only on CPUs with bfloat16 instructions. On a CPU
-    without them, such as an AVX2-only host, the call fails ("could not create a primitive
+    without them the call fails ("could not create a primitive
     descriptor for the LSTM forward propagation primitive"). There the LSTM runs in float32
     instead and its output is rounded to the autocast dtype, as autocast's own LSTM would
     return it.
