@@ -65,6 +65,8 @@ class TrainConfig:
     epochs for ``keep_best``, ``best.pt`` and ``average_best``: "error" (the error rate of
     greedy decoding, e.g. WER) or "loss" (the teacher-forced loss per token, which moves far
     less between epochs than a greedy error rate on a small dev set).
+    ``init_from`` names a checkpoint whose weights, vocabulary and frontend statistics a new
+    run starts from (pretraining, then fine-tuning on other data); resuming ignores it.
     """
 
     epochs: int = 10
@@ -83,6 +85,7 @@ class TrainConfig:
     average_best: bool = False
     log_every: int = 20
     freeze_encoder_epochs: int = 0
+    init_from: str = ""
     save_every_steps: int = 500
     keep_last: int = 2
     max_bad_batches: int = 10

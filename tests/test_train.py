@@ -157,6 +157,29 @@ def test_resuming_with_another_config_or_vocabulary_is_refused(tmp_path, monkeyp
         train(longer, tmp_path, progress=False, resume=True)
 
 
+def test_init_from_starts_a_new_run_from_another_runs_weights_and_vocabulary(tmp_path, monkeypatch):
+    overrides = SEQUENCES + SMALL + ["data.num_train=8", "data.num_dev=2", "train.epochs=1"]
+    first = train(load_config(None, overrides), tmp_path / "a", progress=False)
+    start, start_tokenizer, _ = load_model(first.best_checkpoint)
+    init = [f"train.init_from={first.best_checkpoint}", "data.seed=7"]
+    run = Trainer(load_config(None, overrides + init), tmp_path / "b", progress=False, resume=False)
+    assert run.tokenizer.tokens == start_tokenizer.tokens
+    started = run.model.state_dict()
+    assert all(torch.equal(started[k], v) for k, v in start.state_dict().items())
+    fresh = Trainer(load_config(None, overrides), tmp_path / "c", progress=False, resume=False)
+    assert not all(torch.equal(fresh.model.state_dict()[k], v) for k, v in started.items())
+
+    wider = load_config(None, overrides + init + ["decoder.hidden_dim=32"])
+    with pytest.raises(InputError, match="its weights do not fit this config"):
+        Trainer(wider, tmp_path / "d", progress=False, resume=False)
+    original_texts = ToySequences.texts
+    monkeypatch.setattr(
+        ToySequences, "texts", lambda self, split: original_texts(self, split) + ["q"]
+    )
+    with pytest.raises(InputError, match=r"holds 1 units its vocabulary lacks \('q'\)"):
+        Trainer(load_config(None, overrides + init), tmp_path / "e", progress=False, resume=False)
+
+
 def test_a_folder_holding_a_run_needs_resume(tmp_path):
     overrides = SEQUENCES + SMALL + ["data.num_train=8", "data.num_dev=2", "train.epochs=1"]
     train(load_config(None, overrides), tmp_path, progress=False)

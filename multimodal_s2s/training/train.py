@@ -158,7 +158,10 @@ class Trainer:
             seed_everything(config.train.seed)
             self.tokenizer = tokenizer
             self.model = build_model(config, len(tokenizer))
-            self.data.fit_frontend(self.model.frontend)
+            if config.train.init_from:
+                self._start_from(Path(config.train.init_from), tokenizer)
+            else:
+                self.data.fit_frontend(self.model.frontend)
             if dist.rank > 0:
                 torch.manual_seed(config.train.seed + dist.rank)
         self.model.to(self.device)
@@ -178,6 +181,27 @@ class Trainer:
         if found is not None:
             self._restore(found[0], found[1])
         self.tensorboard = _tensorboard_writer(out_dir / "tensorboard") if dist.is_main else None
+
+    def _start_from(self, path: Path, tokenizer: Tokenizer) -> None:
+        """Start from another run's weights, vocabulary and frontend statistics (fine-tuning a
+        pretrained model): the model this config builds must match them, and every unit of
+        this run's training text (``tokenizer``) must be in that vocabulary."""
+        start, self.tokenizer, _ = model_from_checkpoint(load_checkpoint(path), path)
+        unknown = sorted(set(tokenizer.tokens) - set(self.tokenizer.tokens))
+        if unknown:
+            shown = " ".join(repr(unit) for unit in unknown[:10])
+            raise InputError(
+                f"train.init_from {path}: the training text holds {len(unknown)} units its "
+                f"vocabulary lacks ({shown})"
+            )
+        self.model = build_model(self.config, len(self.tokenizer))
+        try:
+            self.model.load_state_dict(start.state_dict())
+        except RuntimeError as error:
+            detail = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
+            raise InputError(
+                f"train.init_from {path}: its weights do not fit this config ({detail})"
+            ) from error
 
     @property
     def _autocast_dtype(self) -> torch.dtype | None:
