@@ -24,7 +24,7 @@ from multimodal_s2s.models.encoders.pblstm import PBLSTMConfig
 from multimodal_s2s.models.generator import GeneratorConfig
 from multimodal_s2s.models.loss import LossConfig
 from multimodal_s2s.search.beam import SearchConfig
-from multimodal_s2s.text import TokenizerKind
+from multimodal_s2s.text import SPECIAL_TOKENS, TokenizerKind
 
 
 class ConfigError(InputError):
@@ -45,8 +45,22 @@ MOVED_KEYS = {
 
 @dataclass
 class TokenizerConfig:
+    """The output units. "char" and "word" keep every unit seen ``min_count`` times in the
+    training text; "unigram" and "bpe" train a sentencepiece model of ``vocab_size`` pieces
+    (the 4 special tokens included) on it when a run starts, saved inside the checkpoint."""
+
     kind: TokenizerKind = "char"
     min_count: int = 1
+    vocab_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.min_count < 1:
+            raise ConfigError(f"tokenizer.min_count must be >= 1, got {self.min_count}")
+        if self.vocab_size <= len(SPECIAL_TOKENS):
+            raise ConfigError(
+                f"tokenizer.vocab_size must be > {len(SPECIAL_TOKENS)} (the special tokens), "
+                f"got {self.vocab_size}"
+            )
 
 
 @dataclass

@@ -145,22 +145,26 @@ class Trainer:
         self.device = device or resolve_device(config.train.device)
         self.data = build_source(config.data)
         found = self._resume_point(resume)
-        tokenizer = Tokenizer.build(
-            self.data.texts("train"), config.tokenizer.kind, config.tokenizer.min_count
-        )
+        texts = self.data.texts("train")
+        # A run started from another run's vocabulary (train.init_from) builds none of its own
+        # (a subword model of that size may not fit this run's text), on resume too.
+        tokenizer = None if config.train.init_from else _build_tokenizer(texts, config)
         out_dir.mkdir(parents=True, exist_ok=True)  # once the training data could be read
         if found is not None:
             payload, path = found
             self.model, self.tokenizer, saved = model_from_checkpoint(payload, path)
             check_same_config(config_to_dict(saved), config_to_dict(config), path)
-            check_same_vocabulary(self.tokenizer, tokenizer, path)
+            if tokenizer is None:
+                self._check_units(texts)
+            else:
+                check_same_vocabulary(self.tokenizer, tokenizer, path)
         else:
             seed_everything(config.train.seed)
-            self.tokenizer = tokenizer
-            self.model = build_model(config, len(tokenizer))
-            if config.train.init_from:
-                self._start_from(Path(config.train.init_from), tokenizer)
+            if tokenizer is None:
+                self._start_from(Path(config.train.init_from), texts)
             else:
+                self.tokenizer = tokenizer
+                self.model = build_model(config, len(tokenizer))
                 self.data.fit_frontend(self.model.frontend)
             if dist.rank > 0:
                 torch.manual_seed(config.train.seed + dist.rank)
@@ -182,18 +186,12 @@ class Trainer:
             self._restore(found[0], found[1])
         self.tensorboard = _tensorboard_writer(out_dir / "tensorboard") if dist.is_main else None
 
-    def _start_from(self, path: Path, tokenizer: Tokenizer) -> None:
+    def _start_from(self, path: Path, texts: list[str]) -> None:
         """Start from another run's weights, vocabulary and frontend statistics (fine-tuning a
         pretrained model): the model this config builds must match them, and every unit of
-        this run's training text (``tokenizer``) must be in that vocabulary."""
+        this run's training ``texts`` must be in that vocabulary."""
         start, self.tokenizer, _ = model_from_checkpoint(load_checkpoint(path), path)
-        unknown = sorted(set(tokenizer.tokens) - set(self.tokenizer.tokens))
-        if unknown:
-            shown = " ".join(repr(unit) for unit in unknown[:10])
-            raise InputError(
-                f"train.init_from {path}: the training text holds {len(unknown)} units its "
-                f"vocabulary lacks ({shown})"
-            )
+        self._check_units(texts)
         self.model = build_model(self.config, len(self.tokenizer))
         try:
             self.model.load_state_dict(start.state_dict())
@@ -202,6 +200,17 @@ class Trainer:
             raise InputError(
                 f"train.init_from {path}: its weights do not fit this config ({detail})"
             ) from error
+
+    def _check_units(self, texts: list[str]) -> None:
+        """Every unit of the training ``texts`` must be in the vocabulary that the
+        ``train.init_from`` checkpoint brought (when the run starts and when it resumes)."""
+        unknown = self.tokenizer.unknown_units(texts, self.config.tokenizer.min_count)
+        if unknown:
+            shown = " ".join(repr(unit) for unit in unknown[:10])
+            raise InputError(
+                f"train.init_from {self.config.train.init_from}: the training text holds "
+                f"{len(unknown)} units its vocabulary lacks ({shown})"
+            )
 
     @property
     def _autocast_dtype(self) -> torch.dtype | None:
@@ -520,6 +529,13 @@ class Trainer:
                 if key not in ("step", "epoch") and isinstance(value, (int, float)):
                     self.tensorboard.add_scalar(key, value, record["step"])
             self.tensorboard.flush()
+
+
+def _build_tokenizer(texts: list[str], config: Config) -> Tokenizer:
+    """The vocabulary (or subword model) ``config.tokenizer`` asks for, from the training
+    text."""
+    settings = config.tokenizer
+    return Tokenizer.build(texts, settings.kind, settings.min_count, settings.vocab_size)
 
 
 def _tensorboard_writer(folder: Path):
