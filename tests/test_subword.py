@@ -1,12 +1,16 @@
 """Subword units (``tokenizer.kind: unigram | bpe``): sentencepiece models trained on the
 training text, stored inside the checkpoint."""
 
+import json
+
 import pytest
+import soundfile
 import torch
 from conftest import SEQUENCES, SMALL
 
 from multimodal_s2s.checkpoint import load_model, resume_points, save_checkpoint
-from multimodal_s2s.config import ConfigError, load_config
+from multimodal_s2s.cli import main
+from multimodal_s2s.config import ConfigError, config_from_dict, load_config
 from multimodal_s2s.data.sources import build_source
 from multimodal_s2s.data.toy import ToySequences
 from multimodal_s2s.errors import InputError
@@ -173,3 +177,36 @@ def test_a_tiny_bpe_model_overfits_eight_pairs(tmp_path, ctc):
     scores = evaluate_model(model, tokenizer, data, "train", saved, "cpu")
     assert scores.metrics["wer"] == 0.0 and scores.metrics["items"] == 8
     assert all(r["ref"] == r["hyp"] for r in scores.records)
+
+
+def test_transcribe_decodes_with_the_checkpoints_subword_model(tmp_path):
+    """A unigram speech model: ``ms2s transcribe`` (the checkpoint alone) gives the texts that
+    ``evaluate`` decodes from the same recordings."""
+    texts = ["yes", "no", "yes no", "no yes", "yes yes no"]
+    records = []
+    for index, text in enumerate(texts):
+        samples = torch.arange(4000 + 1000 * index) / 16000
+        wave = 0.3 * torch.sin(2 * torch.pi * (200 + 100 * index) * samples)
+        soundfile.write(tmp_path / f"utt{index}.wav", wave.numpy(), 16000, subtype="FLOAT")
+        records.append({"audio": str(tmp_path / f"utt{index}.wav"), "text": text})
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("".join(json.dumps(record) + "\n" for record in records))
+    config = config_from_dict(
+        {
+            "encoder": {"name": "pblstm", "hidden_dim": 16, "num_layers": 1},
+            "decoder": {"hidden_dim": 32, "embedding_dim": 16},
+            "tokenizer": {"kind": "unigram", "vocab_size": 12},
+            "search": {"max_length": 12, "beam_size": 2},
+            "train": {"epochs": 1, "batch_size": 2, "device": "cpu", "warmup_steps": 1},
+            "data": {"name": "speech", "train": str(manifest), "dev": str(manifest)},
+        }
+    )
+    result = train(config, tmp_path / "run", progress=False)
+    model, tokenizer, saved = load_model(result.best_checkpoint)
+    assert tokenizer.kind == "unigram" and len(tokenizer) == 12
+    evaluation = evaluate_model(model, tokenizer, build_source(saved.data), "dev", saved, "cpu")
+    output = tmp_path / "hyps.jsonl"
+    argv = ["transcribe", "--model", str(result.best_checkpoint), *(r["audio"] for r in records)]
+    assert main([*argv, "--output", str(output), "--device", "cpu"]) == 0
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [line["text"] for line in lines] == [r["hyp"] for r in evaluation.records]
