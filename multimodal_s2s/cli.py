@@ -3,6 +3,7 @@
 import argparse
 import importlib.metadata
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from multimodal_s2s.errors import InputError, TrainingError, one_line
 from multimodal_s2s.inference.caption import add_caption_command
 from multimodal_s2s.inference.transcribe import add_transcribe_command
 from multimodal_s2s.training.evaluate import evaluate_model
+from multimodal_s2s.training.language_model import LanguageModelRunConfig, train_language_model
 from multimodal_s2s.training.train import train
 
 
@@ -60,6 +62,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     train_parser.set_defaults(run=_train)
 
+    lm_parser = commands.add_parser(
+        "train-lm", help="train (or resume) an LSTM language model on text, for search.lm"
+    )
+    lm_parser.add_argument("config", type=Path, help="YAML config (model, tokenizer, data, train)")
+    lm_parser.add_argument("overrides", nargs="*", help="dotted overrides: data.train=text.txt")
+    lm_parser.add_argument("--out", type=Path, required=True, help="run folder")
+    lm_parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its lm.pt"
+    )
+    lm_parser.set_defaults(run=_train_lm)
+
     evaluate_parser = commands.add_parser("evaluate", help="score a checkpoint on data splits")
     evaluate_parser.add_argument("--model", type=Path, required=True, help="checkpoint")
     evaluate_parser.add_argument(
@@ -101,6 +114,18 @@ def _train(args: argparse.Namespace) -> int:
     if result.is_main:
         best = f"dev {config.train.dev_metric} {result.best_dev_metric:.4f}"
         print(f"best checkpoint: {result.best_checkpoint} ({best})")
+    return 0
+
+
+def _train_lm(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides, LanguageModelRunConfig)
+    result = train_language_model(config, args.out, resume=args.resume)
+    dev = (
+        ""
+        if math.isnan(result.dev_perplexity)
+        else f" (dev perplexity {result.dev_perplexity:.3f})"
+    )
+    print(f"language model: {result.checkpoint}{dev}")
     return 0
 
 

@@ -136,8 +136,12 @@ class Config:
     data: Any = field(default_factory=ToySequenceConfig, metadata={"registry": SOURCES})
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Read a YAML file (or start from defaults), apply ``key.sub=value`` overrides, validate."""
+def load_config(
+    path: str | Path | None = None, overrides: list[str] = (), schema: type = Config
+) -> Any:
+    """Read a YAML file (or start from defaults), apply ``key.sub=value`` overrides, validate
+    against ``schema`` (a config dataclass: ``Config``, or another command's, such as the
+    language model's of ``ms2s train-lm``)."""
     raw: dict = {}
     if path is not None:
         path = Path(path)
@@ -151,7 +155,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             raise ConfigError(f"{path}: a config must be a mapping of sections")
     for override in overrides:
         apply_override(raw, override)
-    return config_from_dict(raw)
+    return config_from_dict(raw, schema)
 
 
 def apply_override(raw: dict, override: str) -> None:
@@ -220,9 +224,9 @@ def _in_sections(override: str, sections: Sequence[str]) -> bool:
     return any(key.startswith(f"{section}.") for section in sections)
 
 
-def config_from_dict(raw: dict) -> Config:
-    """Validate a nested dict against ``Config``."""
-    return _build(Config, raw, "")
+def config_from_dict(raw: dict, schema: type = Config) -> Any:
+    """Validate a nested dict against ``schema`` (``Config`` unless told)."""
+    return _build(schema, raw, "")
 
 
 def config_to_dict(config: Any) -> dict:

@@ -18,13 +18,14 @@ from multimodal_s2s.errors import InputError
 
 
 def read_manifest(
-    path: str | Path, source_key: str = "audio", text_key: str = "text"
+    path: str | Path, source_key: str | None = "audio", text_key: str = "text"
 ) -> list[dict]:
     """Read a JSON Lines manifest; blank lines are skipped.
 
     Relative ``source_key`` paths are resolved against the manifest's directory.
     ``source_key`` and ``text_key`` let other modalities share the format (captions use
-    ``"image"`` and ``"caption"``).
+    ``"image"`` and ``"caption"``); ``source_key`` ``None`` reads the texts alone (a
+    language model's training text), whatever the sources are.
 
     Raises:
         InputError: the file is missing, or a line (named ``file:line``) is not a JSON
@@ -37,13 +38,15 @@ def read_manifest(
     with path.open(encoding="utf-8") as lines:
         for line_number, line in enumerate(lines, start=1):
             if line.strip():
-                record = _parse_record(line, f"{path}:{line_number}", (source_key, text_key))
-                record[source_key] = str(path.parent / record[source_key])
+                keys = (text_key,) if source_key is None else (source_key, text_key)
+                record = _parse_record(line, f"{path}:{line_number}", keys)
+                if source_key is not None:
+                    record[source_key] = str(path.parent / record[source_key])
                 records.append(record)
     return records
 
 
-def _parse_record(line: str, where: str, keys: tuple[str, str]) -> dict:
+def _parse_record(line: str, where: str, keys: tuple[str, ...]) -> dict:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:

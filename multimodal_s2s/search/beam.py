@@ -32,9 +32,15 @@ class SearchConfig:
     (``ctc.CTCPrefixScorer``). ``bag_of_words_weight`` > 0 (models trained with a
     bag-of-words head only) re-ranks the whole final beam, adding that times the presence
     log-odds of each distinct token a hypothesis names (``rerank.rerank_with_bag_of_words``).
-    Greedy search ignores both. ``no_repeat_ngram_size`` n > 0 forbids any hypothesis to
-    emit an n-gram of tokens it has emitted before (Hugging Face's option of that name,
-    OpenNMT's ``block_ngram_repeat``), in greedy and beam search.
+    Greedy search ignores both. ``lm`` (a checkpoint of ``ms2s train-lm``; empty: none)
+    fuses a language model into beam search (shallow fusion, ``fusion.LanguageModelScorer``):
+    every extension scores ``log p_att (+ CTC as above) + lm_weight * log p_lm``.
+    ``length_bonus`` is added for every token a beam search hypothesis emits (EOS included),
+    so that fusion does not favour short outputs; with ``length_norm`` "length" it adds the
+    same to every score, so it matters with "none" or "gnmt". Greedy search ignores these
+    three too. ``no_repeat_ngram_size`` n > 0 forbids any hypothesis to emit an n-gram of
+    tokens it has emitted before (Hugging Face's option of that name, OpenNMT's
+    ``block_ngram_repeat``), in greedy and beam search.
 
     Test-time views of a source (speeds and warps of speech, corner crops of images) belong
     to its modality: ``data.test_views`` (``frontends.features.SpeechViews``,
@@ -58,6 +64,9 @@ class SearchConfig:
     bag_of_words_weight: float = 0.0
     no_repeat_ngram_size: int = 0
     cpu_bfloat16: bool = False
+    lm: str = ""
+    lm_weight: float = 0.0
+    length_bonus: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ctc_weight <= 1.0:
@@ -70,6 +79,10 @@ class SearchConfig:
             raise InputError(
                 f"search.no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}"
             )
+        if self.lm_weight < 0.0:
+            raise InputError(f"search.lm_weight must be >= 0, got {self.lm_weight}")
+        if self.lm_weight and not self.lm:
+            raise InputError("search.lm_weight needs search.lm (a language model checkpoint)")
 
 
 class Hypothesis(NamedTuple):
@@ -214,7 +227,9 @@ def beam_search(
         model: a ``Seq2Seq`` (its ``decoder`` and ``generator`` are used).
         encoded: memory ``(B, S, D)`` and lengths ``(B,)``.
         scorer: optional; beams are then extended and ranked by its joint log-probabilities
-            (``Hypothesis.log_prob`` is their total) instead of the decoder's alone.
+            (``Hypothesis.log_prob`` is their total) instead of the decoder's alone; several
+            scorers chain with ``fusion.ScorerChain``. ``config.length_bonus`` is added to
+            every emitted token's (EOS included) and so to ``Hypothesis.log_prob`` as well.
 
     Returns:
         for each source, its ``nbest`` hypotheses (at most ``beam_size``), best first. A source
@@ -231,6 +246,8 @@ def beam_search(
         log_probs = model.generator(output)
         if scorer is not None:
             log_probs = scorer.joint(log_probs)
+        if config.length_bonus:
+            log_probs = log_probs + config.length_bonus
         parents = beams.advance(log_probs, state.weights)
         if scorer is not None:
             scorer.select(parents, beams.tokens[-1])

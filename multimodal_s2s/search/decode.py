@@ -14,6 +14,7 @@ from multimodal_s2s.models.ctc import CTCPrefixScorer
 from multimodal_s2s.models.encoders.base import EncoderOutput
 from multimodal_s2s.models.model import Seq2Seq
 from multimodal_s2s.search.beam import Hypothesis, SearchConfig, beam_search, greedy_search
+from multimodal_s2s.search.fusion import LanguageModelScorer, ScorerChain, load_language_model
 from multimodal_s2s.search.rerank import rerank_with_bag_of_words
 from multimodal_s2s.text import Tokenizer
 
@@ -40,8 +41,10 @@ def decode_batch(
 ) -> list[Decoded]:
     """Encode a padded batch and decode it with beam search (or greedy when ``beam`` is
     False or ``search.beam_size`` is 1). ``search.ctc_weight`` adds the model's CTC prefix
-    scores to every beam search step; ``search.bag_of_words_weight`` re-ranks the whole
-    final beam with its bag-of-words head. ``views``: test-time views of the sources, as
+    scores to every beam search step, ``search.lm`` the language model's scores (times
+    ``search.lm_weight``; the LM is read once per decoding run and must have ``tokenizer``'s
+    vocabulary); ``search.bag_of_words_weight`` re-ranks the whole final beam with its
+    bag-of-words head. ``views``: test-time views of the sources, as
     keyword arguments of the model's frontend (``frontends.decoding_views``: speeds and warps
     of speech, corner crops of images); beam search runs once per view and keeps each
     source's best-scoring hypothesis (the first view's on a tie). ``search.cpu_bfloat16``
@@ -57,7 +60,12 @@ def decode_batch(
             return [Decoded(tokenizer.decode(h.tokens), h.score, h, {}) for h in best]
         _check_views(views, getattr(model.frontend, "variants", frozenset()))
         runs = [
-            [nbest[0] for nbest in _beam_search(model, model.encode(sources, lengths, **v), search)]
+            [
+                nbest[0]
+                for nbest in _beam_search(
+                    model, model.encode(sources, lengths, **v), search, tokenizer
+                )
+            ]
             for v in views
         ]
     decoded = []
@@ -77,14 +85,20 @@ def _check_views(views: Sequence[dict[str, Any]], accepted: frozenset[str]) -> N
 
 
 def _beam_search(
-    model: Seq2Seq, encoded: EncoderOutput, search: SearchConfig
+    model: Seq2Seq, encoded: EncoderOutput, search: SearchConfig, tokenizer: Tokenizer
 ) -> list[list[Hypothesis]]:
-    """Beam search with the auxiliary heads that ``search`` turns on."""
-    scorer = None
+    """Beam search with the auxiliary heads and the language model that ``search`` turns
+    on."""
+    scorers = []
     if search.ctc_weight:
         _check_head(model.ctc, "ctc_weight")
         log_probs, lengths = model.ctc_log_probs(encoded)
-        scorer = CTCPrefixScorer(log_probs, lengths, search.beam_size, search.ctc_weight)
+        scorers.append(CTCPrefixScorer(log_probs, lengths, search.beam_size, search.ctc_weight))
+    if search.lm:
+        language_model = load_language_model(search.lm, encoded.memory.device, tokenizer)
+        rows = encoded.memory.size(0) * search.beam_size
+        scorers.append(LanguageModelScorer(language_model, rows, search.lm_weight))
+    scorer = scorers[0] if len(scorers) == 1 else ScorerChain(scorers) if scorers else None
     if not search.bag_of_words_weight:
         return beam_search(model, encoded, search, scorer)
     _check_head(model.bag_of_words, "bag_of_words_weight")
