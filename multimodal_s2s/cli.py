@@ -10,7 +10,7 @@ from pathlib import Path
 
 from multimodal_s2s.allocator import reuse_freed_memory
 from multimodal_s2s.atomic_file import atomic_write, check_writable
-from multimodal_s2s.checkpoint import load_model
+from multimodal_s2s.checkpoint import convert_checkpoint, load_model
 from multimodal_s2s.config import decoding_config, load_config
 from multimodal_s2s.data.manifest import IMPORTERS, write_manifest
 from multimodal_s2s.data.sources import build_source
@@ -103,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     import_parser.add_argument("out", type=Path, help="output manifest (.jsonl)")
     import_parser.set_defaults(run=_import)
+
+    convert_parser = commands.add_parser(
+        "convert-checkpoint",
+        help="rewrite a trusted older checkpoint (numpy values) in the safe plain-data format",
+    )
+    convert_parser.add_argument("old", type=Path, help="checkpoint from a source you trust")
+    convert_parser.add_argument("new", type=Path, help="converted checkpoint (may be OLD)")
+    convert_parser.set_defaults(run=_convert_checkpoint)
     return parser
 
 
@@ -161,6 +169,13 @@ def _import(args: argparse.Namespace) -> int:
     write_manifest(records, args.out)
     hours = sum(record["duration"] for record in records) / 3600
     print(f"wrote {len(records)} utterances ({hours:.2f} h) to {args.out}")
+    return 0
+
+
+def _convert_checkpoint(args: argparse.Namespace) -> int:
+    check_writable(args.new)
+    convert_checkpoint(args.old, args.new)
+    print(f"wrote {args.new} (loads with torch.load(weights_only=True))")
     return 0
 
 
