@@ -196,12 +196,16 @@ def override_config(config: Config, overrides: Sequence[str], sections: Sequence
 
 
 def decoding_config(
-    config: Config, overrides: Sequence[str], sections: Sequence[str], beam: int | None = None
+    config: Config,
+    overrides: Sequence[str],
+    sections: Sequence[str],
+    beam: int | None = None,
+    nbest: int | None = None,
 ) -> Config:
     """The config a command decodes with: a checkpoint's ``config``, then the dotted
     ``overrides`` (keys of ``sections``, as ``override_config``), then ``beam`` (an explicit
-    ``--beam``) as ``search.beam_size``. A setting that none of them gives keeps the
-    checkpoint's value."""
+    ``--beam``) as ``search.beam_size`` and ``nbest`` (``--nbest``) as ``search.nbest``
+    (``with_nbest``). A setting that none of them gives keeps the checkpoint's value."""
     config = override_config(config, overrides, sections)
     if beam is not None:
         if beam < 1:
@@ -209,7 +213,27 @@ def decoding_config(
         config = dataclasses.replace(
             config, search=dataclasses.replace(config.search, beam_size=beam)
         )
-    return config
+    return dataclasses.replace(config, search=with_nbest(config.search, nbest))
+
+
+def with_nbest(search: SearchConfig, nbest: int | None) -> SearchConfig:
+    """``search`` returning ``nbest`` hypotheses per source (``None``: as it is).
+
+    Raises:
+        ConfigError: ``nbest`` is below 1 or above ``search.beam_size`` (a beam of K keeps
+            K hypotheses; the beam is not widened behind the user's back, since a wider beam
+            can change the best hypothesis).
+    """
+    if nbest is None:
+        return search
+    if nbest < 1:
+        raise ConfigError(f"nbest must be >= 1, got {nbest}")
+    if nbest > search.beam_size:
+        raise ConfigError(
+            f"nbest {nbest} is more than the beam keeps (search.beam_size="
+            f"{search.beam_size}): give a beam of at least {nbest}"
+        )
+    return dataclasses.replace(search, nbest=nbest)
 
 
 def split_overrides(items: Sequence[str], sections: Sequence[str]) -> tuple[list[str], list[str]]:

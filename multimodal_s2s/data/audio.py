@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import numpy as np
 import soundfile
 import torch
 import torchaudio.functional
@@ -35,14 +34,29 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> Tensor:
         samples, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
     except (soundfile.SoundFileError, RuntimeError) as error:
         raise InputError(f"{path}: cannot decode audio ({_one_line(error)})") from error
-    if samples.shape[0] == 0:
-        raise InputError(f"{path}: audio has zero length")
-    if not np.isfinite(samples).all():
-        raise InputError(f"{path}: audio holds non-finite samples (NaN or infinity)")
-    wave = torch.from_numpy(samples).mean(dim=1)
-    if file_rate != sample_rate:
-        wave = torchaudio.functional.resample(wave, file_rate, sample_rate)
-    return wave.clamp_(-1.0, 1.0)
+    return resampled(torch.from_numpy(samples).mean(dim=1), file_rate, sample_rate, str(path))
+
+
+def resampled(wave: Tensor, rate: int, sample_rate: int, name: str = "waveform") -> Tensor:
+    """A ``(N,)`` mono waveform at ``rate`` as float32 at ``sample_rate`` in ``[-1, 1]``
+    (``torchaudio.functional.resample``, then clipped).
+
+    Raises:
+        InputError: naming ``name``, when ``wave`` is not one-dimensional, holds no samples
+            or holds NaN or infinite samples, or ``rate`` is not a positive integer.
+    """
+    if wave.dim() != 1:
+        raise InputError(f"{name}: a waveform must be 1-D (N,), got shape {tuple(wave.shape)}")
+    if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
+        raise InputError(f"{name}: sample rate must be a positive integer, got {rate!r}")
+    if wave.shape[0] == 0:
+        raise InputError(f"{name}: audio has zero length")
+    if not torch.isfinite(wave).all():
+        raise InputError(f"{name}: audio holds non-finite samples (NaN or infinity)")
+    wave = wave.to(torch.float32)
+    if rate != sample_rate:
+        wave = torchaudio.functional.resample(wave, rate, sample_rate)
+    return wave.clamp(-1.0, 1.0)
 
 
 def audio_duration(path: str | Path) -> float:

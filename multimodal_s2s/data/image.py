@@ -51,7 +51,7 @@ def load_image(path: str | Path, background: tuple[int, int, int] = WHITE) -> Im
             image.seek(0)
             image.load()
             upright = ImageOps.exif_transpose(image)
-            return _to_rgb(upright, background)
+            return to_rgb(upright, background)
     except _DECODE_ERRORS as error:
         raise _unreadable(path, error) from error
 
@@ -109,8 +109,9 @@ def _check_extension(path: Path) -> None:
         )
 
 
-def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
-    """Convert any Pillow mode to RGB, compositing transparency onto ``background``."""
+def to_rgb(image: Image.Image, background: tuple[int, int, int] = WHITE) -> Image.Image:
+    """Convert any Pillow mode to RGB, compositing transparency onto ``background`` (what
+    ``load_image`` does to a file's picture)."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
         image = _sixteen_bit_to_gray(image)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:

@@ -21,12 +21,15 @@ from multimodal_s2s.text import Tokenizer
 
 class Decoded(NamedTuple):
     """The best hypothesis of one source, as text, and the test-time view it was decoded
-    from (one of ``decode_batch``'s ``views``; ``{}``: the source as it is)."""
+    from (one of ``decode_batch``'s ``views``; ``{}``: the source as it is). ``nbest``: the
+    ``(text, score)`` of that view's ``search.nbest`` best hypotheses (fewer when the beam is
+    smaller), best first; its first is ``(text, score)``."""
 
     text: str
     score: float
     hypothesis: Hypothesis
     variant: dict[str, Any]
+    nbest: tuple[tuple[str, float], ...] = ()
 
 
 @torch.no_grad()
@@ -57,23 +60,23 @@ def decode_batch(
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
         if not beam or search.beam_size == 1:
             best = greedy_search(model, model.encode(sources, lengths), search)
-            return [Decoded(tokenizer.decode(h.tokens), h.score, h, {}) for h in best]
+            return [_decoded([h], {}, tokenizer) for h in best]
         _check_views(views, getattr(model.frontend, "variants", frozenset()))
         runs = [
-            [
-                nbest[0]
-                for nbest in _beam_search(
-                    model, model.encode(sources, lengths, **v), search, tokenizer
-                )
-            ]
+            _beam_search(model, model.encode(sources, lengths, **v), search, tokenizer)
             for v in views
         ]
     decoded = []
     for candidates in zip(*runs):
-        chosen = max(range(len(views)), key=lambda i: candidates[i].score)
-        best = candidates[chosen]
-        decoded.append(Decoded(tokenizer.decode(best.tokens), best.score, best, views[chosen]))
+        chosen = max(range(len(views)), key=lambda i: candidates[i][0].score)
+        decoded.append(_decoded(candidates[chosen][: search.nbest], views[chosen], tokenizer))
     return decoded
+
+
+def _decoded(nbest: list[Hypothesis], view: dict[str, Any], tokenizer: Tokenizer) -> Decoded:
+    """The ``Decoded`` of one source's hypotheses (best first) decoded from ``view``."""
+    texts = tuple((tokenizer.decode(h.tokens), h.score) for h in nbest)
+    return Decoded(texts[0][0], nbest[0].score, nbest[0], view, texts)
 
 
 def _check_views(views: Sequence[dict[str, Any]], accepted: frozenset[str]) -> None:
