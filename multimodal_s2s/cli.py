@@ -12,6 +12,7 @@ from multimodal_s2s.allocator import reuse_freed_memory
 from multimodal_s2s.atomic_file import atomic_write, check_writable
 from multimodal_s2s.checkpoint import convert_checkpoint, load_model
 from multimodal_s2s.config import decoding_config, load_config
+from multimodal_s2s.data.files import add_nbest_argument
 from multimodal_s2s.data.manifest import IMPORTERS, write_manifest
 from multimodal_s2s.data.sources import build_source
 from multimodal_s2s.devices import full_float32_on_cuda, resolve_device
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument(
         "--report", type=Path, help="folder for results.json and <split>.jsonl per-item records"
     )
+    add_nbest_argument(evaluate_parser, "--report")
     evaluate_parser.add_argument("overrides", nargs="*", help="dotted overrides (data.*, search.*)")
     evaluate_parser.set_defaults(run=_evaluate)
     add_transcribe_command(commands)
@@ -145,14 +147,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     requested = args.splits or []
     splits = [name for name in requested if "=" not in name]
     overrides = [name for name in requested if "=" in name] + args.overrides
-    config = decoding_config(config, overrides, ("data", "search"), args.beam)
+    config = decoding_config(config, overrides, ("data", "search"), args.beam, args.nbest)
     data = build_source(config.data)
     splits = splits or data.eval_splits
     for split in splits:
         data.texts(split)  # an unknown split or a missing manifest fails before any decoding
     results = {}
     for split in splits:
-        evaluation = evaluate_model(model, tokenizer, data, split, config, device, progress=True)
+        evaluation = evaluate_model(
+            model, tokenizer, data, split, config, device, progress=True, nbest=bool(args.nbest)
+        )
         results[split] = evaluation.metrics
         print(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in evaluation.metrics.items()))
         if args.report is not None:

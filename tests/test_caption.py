@@ -3,12 +3,15 @@
 import argparse
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 import multimodal_s2s.inference.caption as caption_module
+from multimodal_s2s import Captioner, Transcriber
 from multimodal_s2s.checkpoint import save_checkpoint
+from multimodal_s2s.cli import main
 from multimodal_s2s.config import config_to_dict, load_config
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.inference.attention_maps import LABEL_HEIGHT, PADDING, PANEL_COLUMNS
@@ -288,3 +291,47 @@ def test_cuda_gives_the_cpu_captions(trained, tmp_path):
     cpu_scores = [r["score"] for r in _records(on_cpu)]
     assert [r["score"] for r in _records(on_cuda)] == pytest.approx(cpu_scores, abs=1e-4)
     assert len(list(maps.glob("*.png"))) == 6
+
+
+def test_python_api_gives_the_command_lines_captions_and_scores(trained, tmp_path):
+    checkpoint, images = trained
+    output = tmp_path / "cli.jsonl"
+    argv = ["caption", "--model", str(checkpoint), str(images), "--output", str(output)]
+    assert main([*argv, "--beam", "3", "--nbest", "3", "--device", "cpu"]) == 0
+    records = _records(output)
+    captioner = Captioner.from_checkpoint(checkpoint, device="cpu", beam_size=3)
+    results = captioner.caption([record["image"] for record in records], nbest=3)
+    assert [(r.text, r.score) for r in results] == [(r["caption"], r["score"]) for r in records]
+    assert [str(result.path) for result in results] == [record["image"] for record in records]
+    for result, record in zip(results, records, strict=True):
+        assert [list(pair) for pair in result.nbest] == [
+            [entry["text"], entry["score"]] for entry in record["nbest"]
+        ]
+        assert len(result.nbest) == 3 and result.nbest[0] == (result.text, result.score)
+        scores = [score for _, score in result.nbest]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_pictures_in_memory_are_captioned_as_their_files(trained, tmp_path):
+    checkpoint, images = trained
+    path = images / "04.png"
+    captioner = Captioner.from_checkpoint(checkpoint, device="cpu", corner_crops=[])
+    with Image.open(path) as picture:
+        rgba = picture.convert("RGBA")
+        array = np.asarray(picture.convert("RGB"))
+    results = captioner.caption([path, rgba, array], attention=True)
+    assert [result.text for result in results] == [_expected(4)] * 3
+    assert [result.path for result in results] == [path, None, None]
+    assert results[1].score == pytest.approx(results[0].score, abs=1e-6)
+    tokens, cells = results[0].attention.shape
+    assert tokens == len(results[0].attention_tokens) == len(_expected(4).split()) + 1
+    figure = tmp_path / "figure.png"
+    captioner.save_attention_map(results[2], array, figure)
+    with Image.open(figure) as drawn:
+        assert drawn.size[0] > MIN_DISPLAY_SIZE
+    with pytest.raises(InputError, match=r"input 0: expected an image path, .* float64"):
+        captioner.caption([np.zeros((4, 4, 3))])
+    with pytest.raises(InputError, match=r"not a speech model \(data.name=images\)"):
+        Transcriber.from_checkpoint(checkpoint, device="cpu")
+    with pytest.raises(InputError, match="unknown decoding setting 'speed_factors'"):
+        Captioner.from_checkpoint(checkpoint, device="cpu", speed_factors=[])

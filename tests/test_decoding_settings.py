@@ -1,6 +1,7 @@
 """One source of truth per decoding setting: a checkpoint's config, then a command's dotted
 overrides, then its explicit flags; a flag that is not given changes nothing."""
 
+import json
 import math
 
 import pytest
@@ -118,3 +119,25 @@ def test_python_api_keeps_the_checkpoints_beam_unless_told_otherwise(tmp_path, b
         beams.clear()
         assert run(model, inputs, None, device="cpu", **options) == 0
         assert set(beams) == {expected}
+
+
+def test_evaluate_nbest_adds_ranked_lists_to_the_report(tmp_path, capsys):
+    model = _checkpoint(tmp_path, "evaluate")
+    argv = ["evaluate", "--model", str(model), "--device", "cpu", "--report"]
+    assert main([*argv, str(tmp_path / "nbest"), "--nbest", "3"]) == 0
+    assert main([*argv, str(tmp_path / "plain")]) == 0
+    (split,) = [path.name for path in (tmp_path / "nbest").glob("*.jsonl")]
+    with_lists = [
+        json.loads(line) for line in (tmp_path / "nbest" / split).read_text().splitlines()
+    ]
+    plain = [json.loads(line) for line in (tmp_path / "plain" / split).read_text().splitlines()]
+    assert len(with_lists) == len(plain) == 4
+    assert all("nbest" not in record for record in plain)
+    for record in with_lists:
+        assert len(record["nbest"]) == 3
+        assert record["nbest"][0] == {"text": record["hyp"], "score": record["score"]}
+        scores = [entry["score"] for entry in record["nbest"]]
+        assert scores == sorted(scores, reverse=True)
+    capsys.readouterr()
+    assert main([*argv, str(tmp_path / "too_many"), "--nbest", "4"]) == 2
+    assert "nbest 4 is more than the beam keeps (search.beam_size=3)" in capsys.readouterr().err

@@ -1,14 +1,28 @@
 import argparse
 import json
 import math
+import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 import torch
+from PIL import Image
 
-from multimodal_s2s.config import config_from_dict
+from multimodal_s2s import Captioner, Transcriber
+from multimodal_s2s.checkpoint import load_model
+from multimodal_s2s.cli import main
+from multimodal_s2s.config import ConfigError, config_from_dict
 from multimodal_s2s.data.pauses import split_at_pauses
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.inference.attention_maps import (
+    BIN_PIXELS,
+    FRAME_PIXELS,
+    LABEL_WIDTH,
+    PADDING,
+    ROW_HEIGHT,
+)
 from multimodal_s2s.inference.transcribe import add_transcribe_command, transcribe
 from multimodal_s2s.training.train import train
 
@@ -239,3 +253,185 @@ def test_cuda_transcripts_match_cpu(corpus, checkpoint, tmp_path, speeds):
     assert [r["text"] for r in results] == [r["text"] for r in expected]
     for result, reference in zip(results, expected, strict=True):
         assert result["score"] == pytest.approx(reference["score"], abs=1e-3)
+
+
+def _records(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_python_api_gives_the_command_lines_texts_and_scores(corpus, checkpoint, tmp_path):
+    folder, _ = corpus
+    output = tmp_path / "cli.jsonl"
+    argv = ["transcribe", "--model", str(checkpoint), str(folder), "--output", str(output)]
+    assert main([*argv, "--beam", "2", "--nbest", "2", "--device", "cpu"]) == 0
+    records = _records(output)
+    asr = Transcriber.from_checkpoint(checkpoint, device="cpu", beam_size=2)
+    results = asr.transcribe([record["audio"] for record in records], nbest=2)
+    assert [str(result.path) for result in results] == [record["audio"] for record in records]
+    assert [(r.text, r.score) for r in results] == [(r["text"], r["score"]) for r in records]
+    assert [[list(pair) for pair in r.nbest] for r in results] == [
+        [[entry["text"], entry["score"]] for entry in r["nbest"]] for r in records
+    ]
+    assert all(result.attention is None for result in results)
+
+
+def test_waveforms_in_memory_are_transcribed_as_their_files(corpus, checkpoint):
+    folder, _ = corpus
+    path = folder / "utt1.wav"
+    wave, rate = soundfile.read(path, dtype="float32")
+    asr = Transcriber.from_checkpoint(checkpoint, device="cpu")
+    from_file, from_array, from_tensor = asr.transcribe(
+        [path, (wave, rate), (torch.from_numpy(wave), rate)]
+    )
+    assert (from_file.path, from_array.path, from_tensor.path) == (path, None, None)
+    assert from_array.text == from_file.text == from_tensor.text
+    assert from_array.score == pytest.approx(from_file.score, abs=1e-6)
+    (resampled,) = asr.transcribe([(wave[::2].copy(), rate // 2)])  # resampled to 16 kHz
+    assert isinstance(resampled.text, str)
+    for bad, problem in (
+        ((wave, 16000.5), "integer sample rate"),
+        ((np.zeros((2, 3), dtype=np.float32), rate), "must be 1-D"),
+        ((np.zeros(0, dtype=np.float32), rate), "zero length"),
+        ((np.ones(9, dtype=np.int16), rate), "floats in"),
+        (wave, "a path or a"),
+        (str(folder / "absent.wav"), "absent.wav: audio file not found"),
+    ):
+        with pytest.raises(InputError, match=problem):
+            asr.transcribe([bad])
+    with pytest.raises(InputError, match="give a list of inputs"):
+        asr.transcribe(str(path))
+
+
+def test_keyword_settings_change_the_checkpoints_settings_and_nothing_else(checkpoint):
+    _, _, saved = load_model(checkpoint)
+    assert Transcriber.from_checkpoint(checkpoint, device="cpu").config.search == saved.search
+    changed = Transcriber.from_checkpoint(
+        checkpoint, device="cpu", beam_size=3, length_norm="gnmt", speed_factors=(0.9, 1.1)
+    ).config
+    assert (changed.search.beam_size, changed.search.length_norm) == (3, "gnmt")
+    assert changed.search.max_length == saved.search.max_length
+    assert changed.data.test_views.speed_factors == [0.9, 1.1]
+    with pytest.raises(ConfigError, match="unknown decoding setting 'beam'") as error:
+        Transcriber.from_checkpoint(checkpoint, device="cpu", beam=3)
+    assert "\n" not in str(error.value)
+    with pytest.raises(ConfigError, match="search.beam_size: expected int"):
+        Transcriber.from_checkpoint(checkpoint, device="cpu", beam_size="wide")
+
+
+def test_an_image_model_is_refused_by_the_transcriber_and_the_reverse(checkpoint, tmp_path):
+    with pytest.raises(InputError, match=r"best.pt: not an image captioning model \(data.name="):
+        Captioner.from_checkpoint(checkpoint, device="cpu")
+    with pytest.raises(InputError, match="model.pt: checkpoint not found"):
+        Transcriber.from_checkpoint(tmp_path / "model.pt", device="cpu")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["whole", "cut-at-a-pause"])
+def test_nbest_lists_are_ranked_and_start_with_the_best(checkpoint, tmp_path, chunked):
+    wave = _tone(0.6, 250)
+    if chunked:
+        wave = torch.cat([wave, torch.zeros(RATE // 2), _tone(0.5, 300)])
+    path = tmp_path / "input.wav"
+    _write(path, wave)
+    asr = Transcriber.from_checkpoint(checkpoint, device="cpu", beam_size=4)
+    (result,) = asr.transcribe([path], nbest=3)
+    assert len(result.nbest) == 3
+    assert result.nbest[0] == (result.text, result.score)
+    scores = [score for _, score in result.nbest]
+    assert scores == sorted(scores, reverse=True)
+    (one,) = asr.transcribe([path])
+    assert one.nbest == [(one.text, one.score)]
+    with pytest.raises(ConfigError, match="nbest 5 is more than the beam keeps .*beam_size=4"):
+        asr.transcribe([path], nbest=5)
+
+
+def test_nbest_on_the_command_line(corpus, checkpoint, tmp_path, capsys):
+    folder, _ = corpus
+    output = tmp_path / "out.jsonl"
+    argv = ["transcribe", "--model", str(checkpoint), str(folder), "--device", "cpu"]
+    assert main([*argv, "--output", str(output), "--beam", "3", "--nbest", "3"]) == 0
+    for record in _records(output):
+        assert len(record["nbest"]) == 3
+        assert record["nbest"][0] == {"text": record["text"], "score": record["score"]}
+        scores = [entry["score"] for entry in record["nbest"]]
+        assert scores == sorted(scores, reverse=True)
+    assert main([*argv, "--output", str(output), "--beam", "2", "--nbest", "3"]) == 2
+    assert (
+        "error: nbest 3 is more than the beam keeps (search.beam_size=2)" in capsys.readouterr().err
+    )
+
+
+def _figure_size(samples: int, tokens: int) -> tuple[int, int]:
+    """The alignment figure of a recording of ``samples`` at 16 kHz (80 mel bins, 10 ms hop)
+    and ``tokens`` attention rows (``attention_maps`` module docstring)."""
+    frames = 1 + samples // 160
+    width = PADDING + LABEL_WIDTH + frames * FRAME_PIXELS + PADDING
+    return width, 3 * PADDING + 80 * BIN_PIXELS + tokens * ROW_HEIGHT
+
+
+def test_attention_maps_one_figure_per_recording_sized_by_its_length(corpus, checkpoint, tmp_path):
+    folder, _ = corpus
+    maps, again = tmp_path / "maps", tmp_path / "again"
+    argv = ["transcribe", "--model", str(checkpoint), str(folder), "--beam", "2", "--device", "cpu"]
+    assert main([*argv, "--attention-maps", str(maps)]) == 0
+    assert main([*argv, "--attention-maps", str(again)]) == 0
+    written = sorted(path.relative_to(maps).as_posix() for path in maps.rglob("*.png"))
+    assert written == ["sub/utt3.wav.png", "utt0.wav.png", "utt1.wav.png", "utt2.wav.png"]
+    files = [folder / name.removesuffix(".png") for name in written]
+    results = Transcriber.from_checkpoint(checkpoint, device="cpu", beam_size=2).transcribe(
+        files, attention=True
+    )
+    widths = {}
+    for name, path, result in zip(written, files, results, strict=True):
+        samples = soundfile.info(path).frames
+        with Image.open(maps / name) as figure:
+            figure.load()
+            assert figure.size == _figure_size(samples, len(result.attention_tokens))
+            widths[samples] = figure.size[0]
+        assert (maps / name).read_bytes() == (again / name).read_bytes()  # deterministic
+    assert [widths[n] for n in sorted(widths)] == sorted(widths.values())
+    assert len(set(widths.values())) == len(DURATIONS)  # longer recordings, wider figures
+
+
+def test_attention_weights_on_request_line_up_with_the_recording(checkpoint, tmp_path):
+    wave = torch.cat([_tone(0.6, 250), torch.zeros(RATE // 2), _tone(0.5, 300)])
+    path = tmp_path / "two_phrases.wav"
+    _write(path, wave)
+    asr = Transcriber.from_checkpoint(checkpoint, device="cpu", beam_size=2)
+    (result,) = asr.transcribe([path], attention=True)
+    tokens, frames = result.attention.shape
+    assert tokens == len(result.attention_tokens) and frames == len(result.attention_times)
+    assert result.attention_tokens.count("</s>") <= 2
+    assert np.allclose(result.attention.sum(axis=1), 1.0, atol=1e-4)
+    times = result.attention_times
+    assert times[0] == 0.0 and (np.diff(times) > 0).all() and times[-1] < wave.shape[0] / RATE
+    figure = tmp_path / "figure.png"
+    asr.save_attention_map(result, path, figure)
+    with Image.open(figure) as picture:
+        assert picture.size == _figure_size(wave.shape[0], tokens)
+    with pytest.raises(InputError, match="attention=True"):
+        asr.save_attention_map(asr.transcribe([path])[0], path, figure)
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_the_readme_python_example_runs(checkpoint, corpus, tmp_path, monkeypatch, capsys):
+    """The README's example, as it is, on a checkpoint and recordings where it looks for them."""
+    folder, _ = corpus
+    text = README.read_text()
+    start = text.index("## In Python")
+    code = text[
+        text.index("```python\n", start) + len("```python\n") : text.index("```\n", start + 20)
+    ]
+    assert len(code.splitlines()) <= 10
+    model = re.search(r'from_checkpoint\("([^"]+)"', code)[1]
+    (tmp_path / model).parent.mkdir(parents=True)
+    (tmp_path / model).write_bytes(Path(checkpoint).read_bytes())
+    audio = re.findall(r'"([^"]+\.(?:wav|flac))"', code)
+    assert audio
+    for name in audio:
+        wave, _ = soundfile.read(folder / "utt0.wav", dtype="float32")
+        soundfile.write(tmp_path / name, wave, RATE)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert len(capsys.readouterr().out.splitlines()) == len(audio)

@@ -57,8 +57,8 @@ def add_batch_command_arguments(
     """The arguments that the batch decoding commands (``transcribe``, ``caption``) share:
     ``--model``, the ``kind`` inputs (``search.KEY=VALUE`` and ``data.test_views.KEY=VALUE``
     items among them override the checkpoint's settings), ``--output``, ``--beam`` (default:
-    the checkpoint's), ``--batch-size`` (of ``batch_unit``, default ``batch_size``) and
-    ``--device``."""
+    the checkpoint's), ``--batch-size`` (of ``batch_unit``, default ``batch_size``),
+    ``--nbest`` and ``--device``."""
     parser.add_argument("--model", type=Path, required=True, help="checkpoint")
     parser.add_argument(
         "paths",
@@ -80,7 +80,21 @@ def add_batch_command_arguments(
         default=batch_size,
         help=f"{batch_unit} decoded at once (default {batch_size})",
     )
+    add_nbest_argument(parser, "--output")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+
+
+def add_nbest_argument(parser: argparse.ArgumentParser, records: str) -> None:
+    """``--nbest N``: the N best hypotheses of each input in the ``records`` option's JSON
+    Lines records."""
+    parser.add_argument(
+        "--nbest",
+        type=int,
+        metavar="N",
+        help=f"add each input's N best hypotheses, best first, to the {records} records as "
+        '"nbest": [{"text", "score"}, ...]; N may not exceed the beam size (a larger N is '
+        "an error, the beam is not widened)",
+    )
 
 
 def print_result(path: Path, text: str) -> None:

@@ -12,6 +12,16 @@ Layout, for an image of ``W x H`` pixels and ``n = 1 + len(words)`` panels::
     columns = min(n, PANEL_COLUMNS)            rows = ceil(n / columns)
     width   = columns * (W + PADDING) + PADDING
     height  = rows * (LABEL_HEIGHT + H + PADDING) + PADDING
+
+Listen-Attend-Spell alignment figures (``save_alignment_figure``): a recording's log-mel
+spectrogram on top (time to the right, low frequencies at the bottom, darker is louder over the
+``SPECTROGRAM_RANGE`` below the loudest bin), and under it one row per output token, darker where
+that token attended, on the same time axis. Each of the ``T`` spectrogram frames is
+``FRAME_PIXELS`` wide, each of the ``F`` mel bins ``BIN_PIXELS`` tall and each of the ``L`` token
+rows ``ROW_HEIGHT`` tall, with the tokens written left of their rows::
+
+    width  = PADDING + LABEL_WIDTH + T * FRAME_PIXELS + PADDING
+    height = PADDING + F * BIN_PIXELS + PADDING + L * ROW_HEIGHT + PADDING
 """
 
 import math
@@ -34,6 +44,12 @@ BACKGROUND = (255, 255, 255)
 TEXT_COLOUR = (0, 0, 0)
 ORIGINAL_LABEL = "<image>"
 _LABEL_TOP = 2  # pixels between the top of a cell and its label
+FRAME_PIXELS = 2
+BIN_PIXELS = 2
+ROW_HEIGHT = 14
+LABEL_WIDTH = 48
+SPECTROGRAM_RANGE = 80.0 * math.log(10.0) / 10.0  # 80 dB, in the natural log of power
+SPECTROGRAM_LABEL = "log-mel"
 
 
 def save_attention_map(
@@ -124,3 +140,74 @@ def _fit_text(
     while text and draw.textlength(text + "...", font=font) > max_width:
         text = text[:-1]
     return text + "..."
+
+
+def save_alignment_figure(
+    log_mel: Tensor,
+    frame_seconds: float,
+    words: list[str],
+    weights: Tensor,
+    column_times: Tensor,
+    path: Path,
+) -> None:
+    """Write the attention alignment of one transcript under its spectrogram as a PNG
+    (atomically; layout in the module docstring).
+
+    Args:
+        log_mel: ``(T, F)`` natural-log mel power of the whole recording.
+        frame_seconds: the hop between spectrogram frames, in seconds.
+        words: the ``L`` output tokens, one row each.
+        weights: ``(L, S)`` attention weights over the encoder's ``S`` positions.
+        column_times: ``(S,)`` the start of each position, in seconds, non-decreasing; a
+            position lasts until the next one starts (the last one to the end). A frame's
+            pixels show the weight of the position its start falls in, scaled so that the
+            row's largest weight is black.
+        path: where to write the PNG; parent directories are created.
+    """
+    if weights.dim() != 2 or tuple(weights.shape) != (len(words), column_times.shape[0]):
+        raise ValueError(
+            f"weights must have shape (L, S) = ({len(words)}, {column_times.shape[0]}) for "
+            f"{len(words)} words and {column_times.shape[0]} positions, got {tuple(weights.shape)}"
+        )
+    frames, bins = log_mel.shape
+    starts = torch.arange(frames, dtype=torch.float64) * frame_seconds
+    columns = torch.searchsorted(column_times.to(torch.float64).contiguous(), starts, right=True)
+    weights = weights.detach().to(device="cpu", dtype=torch.float32)
+    rows = weights[:, (columns - 1).clamp(min=0)]  # (L, T)
+    rows = rows / weights.amax(dim=1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny)
+    loud = log_mel.detach().to(device="cpu", dtype=torch.float32)
+    loud = ((loud - loud.max() + SPECTROGRAM_RANGE) / SPECTROGRAM_RANGE).clamp(0.0, 1.0)
+    spectrogram = _darkness(loud.T.flip(0), BIN_PIXELS, FRAME_PIXELS)  # low bins at the bottom
+    alignment = _darkness(rows.clamp(0.0, 1.0), ROW_HEIGHT, FRAME_PIXELS)
+    left = PADDING + LABEL_WIDTH
+    spectrogram_height = bins * BIN_PIXELS
+    figure = Image.new(
+        "RGB",
+        (
+            left + frames * FRAME_PIXELS + PADDING,
+            3 * PADDING + spectrogram_height + len(words) * ROW_HEIGHT,
+        ),
+        BACKGROUND,
+    )
+    figure.paste(spectrogram, (left, PADDING))
+    top = 2 * PADDING + spectrogram_height
+    figure.paste(alignment, (left, top))
+    draw = ImageDraw.Draw(figure)
+    font = ImageFont.load_default()
+    labels = [(SPECTROGRAM_LABEL, PADDING)] + [
+        (word if word.strip() else "_", top + index * ROW_HEIGHT)
+        for index, word in enumerate(words)
+    ]
+    for label, y in labels:
+        text = _fit_text(draw, label, font, LABEL_WIDTH - PADDING)
+        draw.text((PADDING, y + 1), text, fill=TEXT_COLOUR, font=font)
+    with atomic_write(path, binary=True) as file:
+        figure.save(file, format="PNG")
+
+
+def _darkness(values: Tensor, cell_height: int, cell_width: int) -> Image.Image:
+    """A greyscale picture of ``(R, C)`` values in ``[0, 1]`` (0 white, 1 black), each value a
+    ``cell_height`` x ``cell_width`` block."""
+    pixels = ((1.0 - values) * 255.0).round().to(torch.uint8)
+    pixels = pixels.repeat_interleave(cell_height, dim=0).repeat_interleave(cell_width, dim=1)
+    return to_pil_image(pixels.unsqueeze(0)).convert("RGB")

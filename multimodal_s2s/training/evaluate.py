@@ -11,7 +11,7 @@ from multimodal_s2s.data.base import DataSource
 from multimodal_s2s.frontends import decoding_views
 from multimodal_s2s.models.loss import token_loss
 from multimodal_s2s.models.model import Seq2Seq
-from multimodal_s2s.search.decode import decode_batch
+from multimodal_s2s.search.decode import Decoded, decode_batch
 from multimodal_s2s.text import Tokenizer, teacher_forcing_pair
 from multimodal_s2s.training.distributed import SINGLE_PROCESS, Distributed
 
@@ -34,6 +34,7 @@ def evaluate_model(
     beam: bool = True,
     dist: Distributed = SINGLE_PROCESS,
     progress: bool = False,
+    nbest: bool = False,
 ) -> Evaluation:
     """Decode one split and score it.
 
@@ -46,7 +47,8 @@ def evaluate_model(
     ``score`` (``wer`` first).
 
     ``progress`` shows a progress bar over this process's batches on stderr (when it is a
-    terminal).
+    terminal). ``nbest``: each record also has ``"nbest"``, the ``search.nbest`` best
+    hypotheses as ``[{"text", "score"}, ...]``, best first.
     """
     was_training = model.training
     model.eval()
@@ -72,7 +74,7 @@ def evaluate_model(
         decode_seconds += time.perf_counter() - started
         batch_index = dist.rank + local_index * dist.world
         numbered += [
-            ((batch_index, position), {"key": key, "ref": ref, "hyp": d.text, "score": d.score})
+            ((batch_index, position), _record(key, ref, d, nbest))
             for position, (key, ref, d) in enumerate(zip(batch.keys, batch.texts, decoded))
         ]
     model.train(was_training)
@@ -87,3 +89,12 @@ def evaluate_model(
         "items": len(records),
     }
     return Evaluation(metrics, data.details(records))
+
+
+def _record(key: str, ref: str, decoded: Decoded, nbest: bool) -> dict[str, Any]:
+    """One item's record: ``key``, ``ref``, ``hyp``, ``score`` (and ``nbest`` when asked)."""
+    record = {"key": key, "ref": ref, "hyp": decoded.text, "score": decoded.score}
+    if nbest:
+        pairs = decoded.nbest or ((decoded.text, decoded.score),)
+        record["nbest"] = [{"text": text, "score": score} for text, score in pairs]
+    return record
