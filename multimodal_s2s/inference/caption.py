@@ -56,10 +56,10 @@ ImageItem = str | Path | Image.Image | np.ndarray
 
 
 class Captioner:
-    """Captions images with an image captioning model.
+    """Captions images with an image captioning model, e.g.::
 
-    >>> captioner = Captioner.from_checkpoint("exp/scenes_captioning/best.pt")
-    >>> [result.text for result in captioner.caption(["photo.jpg", pil_image])]
+    captioner = Captioner.from_checkpoint("exp/scenes_captioning/best.pt")
+    texts = [result.text for result in captioner.caption(["photo.jpg", pil_image])]
     """
 
     def __init__(self, model: Seq2Seq, tokenizer: Tokenizer, config: Config) -> None:

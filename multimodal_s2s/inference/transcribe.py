@@ -52,10 +52,10 @@ AudioItem = str | Path | tuple[Any, int]
 
 
 class Transcriber:
-    """Transcribes recordings with a speech model.
+    """Transcribes recordings with a speech model, e.g.::
 
-    >>> asr = Transcriber.from_checkpoint("exp/phone_menu_asr/best.pt", beam_size=4)
-    >>> [result.text for result in asr.transcribe(["a.wav", (wave, 8000)])]
+    asr = Transcriber.from_checkpoint("exp/phone_menu_asr/best.pt", beam_size=4)
+    texts = [result.text for result in asr.transcribe(["a.wav", (wave, 8000)])]
     """
 
     def __init__(
