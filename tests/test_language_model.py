@@ -277,6 +277,13 @@ def test_a_mismatched_vocabulary_or_a_missing_lm_is_a_one_line_error(tmp_path, c
     assert "needs search.lm" in _one_line_error(lambda: SearchConfig(lm_weight=0.5))
     assert main(["train-lm", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+    (tmp_path / "empty.txt").write_text("\n \n")
+    (tmp_path / "lm.yaml").write_text(f"data: {{train: {tmp_path / 'empty.txt'}}}\n")
+    assert main(["train-lm", str(tmp_path / "lm.yaml"), "--out", str(tmp_path / "x")]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"error: data.train: {tmp_path / 'empty.txt'} holds no sentence\n"
+    )
 
 
 def test_the_lm_is_read_once_per_decoding_run(tmp_path, monkeypatch):

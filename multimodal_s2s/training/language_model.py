@@ -103,6 +103,8 @@ def train_language_model(
         )
     device = resolve_device(config.train.device)
     texts = read_texts(config.data.train, config.data.text_key)
+    if not texts:
+        raise InputError(f"data.train: {config.data.train} holds no sentence")
     dev_texts = read_texts(config.data.dev, config.data.text_key) if config.data.dev else []
     model, tokenizer, saved = _start(config, path if resume else None, texts)
     model.to(device)
