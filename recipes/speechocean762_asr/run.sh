@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Speech recognition on real human speech (speechocean762: read English by non-native
-# children and adults), end to end: import the corpus's Kaldi folders, hold out whole training
-# speakers as dev, speak the training sentences with Debian's TTS voices (extra training
-# audio), train a Listen-Attend-Spell model, evaluate with beam search and greedy on
-# speechocean762 test, on every recording of the Free Spoken Digit Dataset and on the
-# phone-menu recipe's human letters and digits, and write results.md. A re-run reuses the
-# manifests and the synthesised audio and resumes or skips training.
+# children and adults), end to end: import the corpus's Kaldi folders and FSDD, hold out
+# whole training speakers as dev, speak the training sentences with Debian's TTS voices,
+# pretrain a Listen-Attend-Spell model on the phone-menu TTS corpus (its attention learns to
+# align there), fine-tune it on the real recordings and their TTS copies, evaluate with beam
+# search and greedy on speechocean762 test, on every FSDD recording and on the human letters
+# and digits, and write results.md. A re-run reuses the manifests and the synthesised audio
+# and resumes or skips each training.
 #
 #   bash recipes/speechocean762_asr/run.sh
 #
 # Environment: SPEECHOCEAN762_DIR and FSDD_DIR (the corpora; default ../shared/corpora/<name>
-# beside the repository), CACHE_DIR (default cache/speechocean762), EXP_DIR (default
-# exp/speechocean762_asr), TTS_VOICES_PER_SENTENCE (default 3), DEV_CHILDREN and DEV_ADULTS
-# (dev speakers, default 6 each), INSTALL_PACKAGES (default 1: install the TTS voices and
-# recordings as root; 0 skips apt), MS2S_VENV (default ~/.venvs/ms2s). Arguments are dotted
-# overrides of config.yaml (train.epochs=2).
+# beside the repository), CACHE_DIR (default cache/speechocean762), PHONE_MENU_DIR (the
+# phone-menu corpus, shared with recipes/phone_menu_asr; default cache/phone_menu), EXP_DIR
+# (default exp/speechocean762_asr; the pretraining run goes to EXP_DIR.pretrain),
+# PHONE_MENU_SIZES (default "--num-train 7000 --num-dev 300 --num-test-per-voice 250"),
+# PRETRAIN_EPOCHS (default 8), TTS_VOICES_PER_SENTENCE (default 3), DEV_CHILDREN and
+# DEV_ADULTS (dev speakers, default 6 each), INSTALL_PACKAGES (default 1: install the TTS
+# voices and recordings as root; 0 skips apt), MS2S_VENV (default ~/.venvs/ms2s). Arguments
+# are dotted overrides of both trainings (train.epochs=2).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 recipe="$root/recipes/speechocean762_asr"
@@ -23,6 +27,7 @@ corpora="$(realpath -m "$root/../shared/corpora")"
 so762="$(realpath -m "${SPEECHOCEAN762_DIR:-$corpora/speechocean762}")"
 fsdd="$(realpath -m "${FSDD_DIR:-$corpora/fsdd}")"
 cache="$(realpath -m "${CACHE_DIR:-$root/cache/speechocean762}")"
+phone_menu="$(realpath -m "${PHONE_MENU_DIR:-$root/cache/phone_menu}")"
 exp="$(realpath -m "${EXP_DIR:-$root/exp/speechocean762_asr}")"
 voices_per_sentence="${TTS_VOICES_PER_SENTENCE:-3}"
 
@@ -52,20 +57,30 @@ num_tts=$(( $(wc -l < "$cache/train_texts.txt") * voices_per_sentence ))
   --texts "$cache/train_texts.txt" --num-train "$num_tts" --num-dev 0 --num-test-per-voice 0 \
   --jobs "$(nproc)"
 cat "$cache/train.jsonl" "$cache/tts/train.jsonl" > "$cache/train_with_tts.jsonl"
+# the phone-menu recipe's corpus sizes, so that both recipes share one cache
+read -r -a phone_menu_sizes <<< "${PHONE_MENU_SIZES:---num-train 7000 --num-dev 300 --num-test-per-voice 250}"
+"$venv/bin/python" -m multimodal_s2s.corpora.phone_menu.prepare "$phone_menu" \
+  "${phone_menu_sizes[@]}" --jobs "$(nproc)"
 prepared=$(date +%s)
 
 # the human letters and digit strings of Debian's klettres-data and pocketsphinx-testdata
 tests=(test fsdd)
 test_sets=("data.test.test=$cache/test.all.jsonl" "data.test.fsdd=$cache/fsdd.jsonl")
 for name in real_letters real_digits; do
-  if [ -s "$cache/tts/test_$name.jsonl" ]; then
+  if [ -s "$phone_menu/test_$name.jsonl" ]; then
     tests+=("$name")
-    test_sets+=("data.test.$name=$cache/tts/test_$name.jsonl")
+    test_sets+=("data.test.$name=$phone_menu/test_$name.jsonl")
   fi
 done
 
+"$venv/bin/ms2s" train "$root/recipes/phone_menu_asr/config.yaml" \
+  "data.train=$phone_menu/train.jsonl" "data.dev=$phone_menu/dev.jsonl" "data.test={}" \
+  "train.epochs=${PRETRAIN_EPOCHS:-8}" "$@" --out "$exp.pretrain" --resume
+pretrained=$(date +%s)
+
 "$venv/bin/ms2s" train "$recipe/config.yaml" "data.train=$cache/train_with_tts.jsonl" \
-  "data.dev=$cache/dev.jsonl" "${test_sets[@]}" "$@" --out "$exp" --resume
+  "data.dev=$cache/dev.jsonl" "${test_sets[@]}" "train.init_from=$exp.pretrain/best.pt" "$@" \
+  --out "$exp" --resume
 trained=$(date +%s)
 
 for beam in 8 1; do
@@ -78,5 +93,6 @@ evaluated=$(date +%s)
 "$venv/bin/python" "$recipe/write_results.py" --out "$exp/results.md" \
   --report "beam8=$exp/eval_beam8" --report "greedy=$exp/eval_greedy" \
   --ages "$cache/test.all.jsonl" --seconds "data=$((prepared - started))" \
-  --seconds "train=$((trained - prepared))" --seconds "eval=$((evaluated - trained))"
+  --seconds "pretrain=$((pretrained - prepared))" --seconds "train=$((trained - pretrained))" \
+  --seconds "eval=$((evaluated - trained))"
 echo "results: $exp/results.md; per-utterance alignments: $exp/eval_*/<test set>.jsonl"
