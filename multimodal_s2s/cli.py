@@ -12,6 +12,7 @@ from multimodal_s2s.allocator import reuse_freed_memory
 from multimodal_s2s.atomic_file import atomic_write, check_writable
 from multimodal_s2s.checkpoint import convert_checkpoint, load_model
 from multimodal_s2s.config import decoding_config, load_config
+from multimodal_s2s.data.caption_import import CAPTION_IMPORTERS
 from multimodal_s2s.data.files import add_nbest_argument
 from multimodal_s2s.data.manifest import IMPORTERS, write_manifest
 from multimodal_s2s.data.sources import build_source
@@ -97,13 +98,23 @@ def _parser() -> argparse.ArgumentParser:
     add_caption_command(commands)
 
     import_parser = commands.add_parser(
-        "import", help="write a JSON Lines manifest from a Kaldi data dir, LibriSpeech tree or FSDD"
+        "import",
+        help="write a JSON Lines manifest from a Kaldi data dir, LibriSpeech tree or FSDD, "
+        "or from COCO, Flickr or captions.tsv caption data",
     )
-    import_parser.add_argument("layout", choices=sorted(IMPORTERS), help="source corpus layout")
     import_parser.add_argument(
-        "src", type=Path, help="Kaldi data directory, LibriSpeech root or FSDD folder"
+        "layout", choices=sorted(IMPORTERS | CAPTION_IMPORTERS), help="source corpus layout"
+    )
+    import_parser.add_argument(
+        "src",
+        type=Path,
+        help="Kaldi data directory, LibriSpeech root, FSDD folder, COCO captions_*.json, "
+        "Flickr token/results file, or folder with captions.tsv",
     )
     import_parser.add_argument("out", type=Path, help="output manifest (.jsonl)")
+    import_parser.add_argument(
+        "--images", type=Path, help="caption layouts: the folder the image files are in"
+    )
     import_parser.set_defaults(run=_import)
 
     convert_parser = commands.add_parser(
@@ -169,6 +180,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     check_writable(args.out)
+    if args.layout in CAPTION_IMPORTERS:
+        records = CAPTION_IMPORTERS[args.layout](args.src, args.images)
+        write_manifest(records, args.out)
+        captions = sum(len(record["captions"]) for record in records)
+        print(f"wrote {len(records)} images ({captions} captions) to {args.out}")
+        return 0
+    if args.images is not None:
+        raise InputError(f"--images is for the caption layouts, not {args.layout!r}")
     records = IMPORTERS[args.layout](args.src)
     write_manifest(records, args.out)
     hours = sum(record["duration"] for record in records) / 3600
