@@ -18,7 +18,8 @@
 # PRETRAIN_EPOCHS (default 8), TTS_VOICES_PER_SENTENCE (default 3), DEV_CHILDREN and
 # DEV_ADULTS (dev speakers, default 6 each), INSTALL_PACKAGES (default 1: install the TTS
 # voices and recordings as root; 0 skips apt), MS2S_VENV (default ~/.venvs/ms2s). Arguments
-# are dotted overrides of both trainings (train.epochs=2).
+# are dotted overrides of both trainings (encoder.hidden_dim=256), but train.epochs only
+# changes the fine-tuning (PRETRAIN_EPOCHS sets the pretraining's).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 recipe="$root/recipes/speechocean762_asr"
@@ -75,7 +76,7 @@ done
 
 "$venv/bin/ms2s" train "$root/recipes/phone_menu_asr/config.yaml" \
   "data.train=$phone_menu/train.jsonl" "data.dev=$phone_menu/dev.jsonl" "data.test={}" \
-  "train.epochs=${PRETRAIN_EPOCHS:-8}" "$@" --out "$exp.pretrain" --resume
+  "$@" "train.epochs=${PRETRAIN_EPOCHS:-8}" --out "$exp.pretrain" --resume
 pretrained=$(date +%s)
 
 "$venv/bin/ms2s" train "$recipe/config.yaml" "data.train=$cache/train_with_tts.jsonl" \
