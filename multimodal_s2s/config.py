@@ -77,8 +77,10 @@ class TrainConfig:
     The teacher-forced evaluation loss stays in float32; decoding (the dev error rate
     included) follows ``search.cpu_bfloat16``. ``select_by`` is the dev metric that ranks the
     epochs for ``keep_best``, ``best.pt`` and ``average_best``: "error" (the error rate of
-    greedy decoding, e.g. WER) or "loss" (the teacher-forced loss per token, which moves far
-    less between epochs than a greedy error rate on a small dev set).
+    greedy decoding, e.g. WER), "loss" (the teacher-forced loss per token, which moves far
+    less between epochs than a greedy error rate on a small dev set) or "cider" (the CIDEr-D
+    of greedy captions over all references, highest first; only for a data source that
+    reports it, ``DataSource.selectable_metrics``: images).
     ``init_from`` names a checkpoint whose weights, vocabulary and frontend statistics a new
     run starts from (pretraining, then fine-tuning on other data); resuming ignores it.
     """
@@ -95,7 +97,7 @@ class TrainConfig:
     amp: bool = True
     cpu_bfloat16: bool = False
     keep_best: int = 3
-    select_by: Literal["error", "loss"] = "error"
+    select_by: Literal["error", "loss", "cider"] = "error"
     average_best: bool = False
     log_every: int = 20
     freeze_encoder_epochs: int = 0
@@ -120,8 +122,19 @@ class TrainConfig:
 
     @property
     def dev_metric(self) -> str:
-        """The key of the dev metrics (``"wer"`` or ``"loss"``) that ``select_by`` ranks by."""
-        return "wer" if self.select_by == "error" else "loss"
+        """The key of the dev metrics (``"wer"``, ``"loss"`` or ``"cider_d"``) that
+        ``select_by`` ranks by."""
+        return {"error": "wer", "loss": "loss", "cider": "cider_d"}[self.select_by]
+
+    @property
+    def rank_sign(self) -> int:
+        """``rank_sign * metric`` ranks epochs best first, ascending: -1 where higher is
+        better (CIDEr-D), else 1."""
+        return -1 if self.select_by == "cider" else 1
+
+    def rank_value(self, metrics: dict[str, float]) -> float:
+        """What an epoch with these dev ``metrics`` is ranked by, the best lowest."""
+        return self.rank_sign * metrics[self.dev_metric]
 
 
 @dataclass
@@ -134,6 +147,16 @@ class Config:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: Any = field(default_factory=ToySequenceConfig, metadata={"registry": SOURCES})
+
+    def __post_init__(self) -> None:
+        source_class, _ = SOURCES[self.data.name]
+        metric = self.train.dev_metric
+        if metric != "loss" and metric not in source_class.selectable_metrics:
+            sources = [name for name, (c, _) in SOURCES.items() if metric in c.selectable_metrics]
+            raise ConfigError(
+                f"train.select_by: {self.train.select_by!r} needs a data source that reports "
+                f"{metric} ({', '.join(sources)}), not data.name {self.data.name!r}"
+            )
 
 
 def load_config(

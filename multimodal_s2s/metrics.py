@@ -34,6 +34,25 @@ def word_error_rate(refs: list[str], hyps: list[str]) -> float:
     return float(jiwer.wer(refs, hyps))
 
 
+def closest_reference_wer(refs: list[list[str]], hyps: list[str]) -> float:
+    """Corpus word error rate against each item's closest reference: the total edits of each
+    hypothesis to its reference with the fewest of them (the first on a tie), over the total
+    words of those references. With one reference per item it is ``word_error_rate``."""
+    _check_pairs(refs, hyps)
+    edits = words = 0
+    for item_refs, hyp in zip(refs, hyps, strict=True):
+        if isinstance(item_refs, str) or len(item_refs) == 0:
+            raise InputError("each item needs a list of one or more references")
+        counts = []
+        for ref in item_refs:
+            output = jiwer.process_words(ref, hyp)
+            counts.append((output.substitutions + output.deletions + output.insertions, ref))
+        best_edits, best_ref = min(counts, key=lambda count: count[0])
+        edits += best_edits
+        words += len(best_ref.split())
+    return edits / words if words else float(edits > 0)
+
+
 def char_error_rate(refs: list[str], hyps: list[str]) -> float:
     """Corpus-level character error rate: (S + D + I) / reference characters."""
     _check_pairs(refs, hyps)

@@ -90,3 +90,15 @@ def one_training_batch(overrides: list[str], folder):
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
+
+
+def end_epochs(run: Trainer, dev: list[dict[str, float]]) -> list[torch.Tensor]:
+    """End one epoch per dev metrics dict of ``dev``, the model changed before each (its
+    generator bias, returned per epoch), so that the kept checkpoints tell the epochs apart."""
+    weights = []
+    for metrics in dev:
+        with torch.no_grad():
+            run.model.generator.projection.bias.add_(1.0)
+        weights.append(run.model.generator.projection.bias.clone().cpu())
+        run._end_epoch(metrics)
+    return weights

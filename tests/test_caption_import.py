@@ -161,7 +161,8 @@ def test_ms2s_import_caption_layouts_write_manifests_the_image_source_reads(tmp_
     assert main(["import", "caption-tsv", str(tmp_path / "pics"), str(out)]) == 0
     assert f"wrote 2 images (3 captions) to {out}" in capsys.readouterr().out
     data = ImageData(ImageDataConfig(train=str(out), dev=str(out), num_workers=0))
-    assert data.texts("train") == ["a red thing", "a blue thing"]
+    assert data.texts("train") == ["a red thing", "a crimson thing", "a blue thing"]
+    assert data.references("dev") == [["a red thing", "a crimson thing"], ["a blue thing"]]
 
     src = tmp_path / "captions_val.json"
     coco_file(src, ["a.png", "b.png"])

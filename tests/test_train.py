@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import IMAGES, SEQUENCES, SMALL
+from conftest import IMAGES, SEQUENCES, SMALL, end_epochs
 
 from multimodal_s2s.checkpoint import load_checkpoint, load_model, resume_points, save_checkpoint
 from multimodal_s2s.cli import main
@@ -349,12 +349,7 @@ def test_epochs_are_ranked_by_the_chosen_dev_metric(tmp_path, select_by, kept, b
     )
     run = Trainer(config, tmp_path, progress=False, resume=False)
     dev = [{"loss": 0.9, "wer": 0.2}, {"loss": 0.5, "wer": 0.6}, {"loss": 0.4, "wer": 0.3}]
-    weights = []
-    for metrics in dev:
-        with torch.no_grad():
-            run.model.generator.projection.bias.add_(1.0)  # a different model each epoch
-        weights.append(run.model.generator.projection.bias.clone().cpu())
-        run._end_epoch(metrics)
+    weights = end_epochs(run, dev)
     assert sorted(p.name for p in tmp_path.glob("epoch-*.pt")) == [f"epoch-{e}.pt" for e in kept]
     saved = load_checkpoint(tmp_path / "best.pt")["model"]["generator.projection.bias"]
     assert torch.equal(saved, weights[best - 1])

@@ -38,13 +38,16 @@ class SourceBatch(NamedTuple):
     """A padded batch of sources with their reference texts.
 
     sources: ``(B, ...)`` padded raw sources; lengths: ``(B,)`` or ``None`` (no padding);
-    texts: reference texts; keys: an id or path per item.
+    texts: reference texts (the training targets); keys: an id or path per item;
+    references: where a source has several references per item (captions), all of each
+    item's, which evaluation scores against; ``None``: ``texts`` are the only ones.
     """
 
     sources: Tensor
     lengths: Tensor | None
     texts: list[str]
     keys: list[str]
+    references: list[list[str]] | None = None
 
     def tensors_on(self, device: torch.device | str) -> tuple[Tensor, Tensor | None]:
         """``(sources, lengths)`` moved to ``device``."""
@@ -65,7 +68,12 @@ class DataSource(ABC):
 
     Splits are named: ``train``, ``dev`` and any evaluation splits in ``eval_splits``.
     Items a split leaves out when it is read (over a size limit) are listed in ``dropped``.
+    ``selectable_metrics``: the keys of ``score`` that ``train.select_by`` may rank epochs
+    by (besides the loss): ``"wer"`` (select_by "error") and, for captions, ``"cider_d"``
+    (select_by "cider").
     """
+
+    selectable_metrics: tuple[str, ...] = ("wer",)
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -100,7 +108,8 @@ class DataSource(ABC):
         """
 
     def score(self, refs: list[str], hyps: list[str]) -> dict[str, float]:
-        """Corpus metrics of a decoded split; ``wer`` (lower is better) selects checkpoints."""
+        """Corpus metrics of a decoded split; ``wer`` (lower is better) selects checkpoints.
+        A source whose batches carry ``references`` is given each item's list of them."""
         return {"wer": word_error_rate(refs, hyps)}
 
     def details(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,9 +1,15 @@
 """Captioned image files listed in JSON Lines manifests (the image captioning data source).
 
 A manifest line is ``{"image": path, "caption": text, ...}``; relative image paths are
-resolved against the manifest's folder and extra keys are ignored. Captions are lowercased
-and their whitespace normalised. Images are loaded and resized in ``DataLoader`` workers (or
-once, into memory, with ``preload``); training batches are shuffled by ``(seed, epoch)``.
+resolved against the manifest's folder and extra keys are ignored. A line may list several
+references, ``"captions": [text, ...]`` (what ``ms2s import coco|flickr|caption-tsv`` write,
+``data/caption_import.py``), ``caption`` being the first of them; where ``caption`` is not
+among them it is put first. Captions are lowercased and their whitespace normalised.
+Training batches are shuffled by ``(seed, epoch)`` and hold one reference per image, drawn
+for each image by ``(seed, epoch)`` (``drawn_references``), so a resumed epoch sees the same
+ones; evaluation batches hold the first reference as their text and all of them in
+``references``, which ``score`` scores against. Images are loaded and resized in
+``DataLoader`` workers (or once, into memory, with ``preload``).
 Batches hold 8-bit pixels: the model's `ImageFrontend` normalises them and, in training,
 augments them.
 """
@@ -11,6 +17,7 @@ augments them.
 import math
 import random
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +34,7 @@ from multimodal_s2s.data.image import build_image_transform, image_pixels, load_
 from multimodal_s2s.data.manifest import read_manifest
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.frontends.image import ImageViews
-from multimodal_s2s.metrics import bleu4, cider_d, word_error_rate
+from multimodal_s2s.metrics import bleu4, cider_d, closest_reference_wer
 
 
 @dataclass
@@ -65,9 +72,11 @@ class ImageDataConfig(ManifestDataConfig):
 class ImageData(DataSource):
     """Splits ``train``, ``dev`` and each ``test`` name; manifests are read on first use."""
 
+    selectable_metrics = ("wer", "cider_d")
+
     def __init__(self, config: ImageDataConfig) -> None:
         super().__init__(config)
-        self._records: dict[str, list[tuple[str, str]]] = {}
+        self._records: dict[str, list[tuple[str, list[str]]]] = {}
         self._preloaded: Tensor | None = None
 
     @property
@@ -75,7 +84,12 @@ class ImageData(DataSource):
         return ["dev", *self.config.test]
 
     def texts(self, split: str) -> list[str]:
-        return [caption for _, caption in self._split(split)]
+        """Every reference caption of a split (all of an image's, in order)."""
+        return [caption for _, captions in self._split(split) for caption in captions]
+
+    def references(self, split: str) -> list[list[str]]:
+        """The reference captions of each image of a split, in manifest order."""
+        return [list(captions) for _, captions in self._split(split)]
 
     def batches(
         self,
@@ -88,22 +102,29 @@ class ImageData(DataSource):
         start: int = 0,
         shard: Shard = WHOLE,
     ) -> DataLoader:
-        """A ``DataLoader`` of ``SourceBatch(sources=(B, 3, S, S) uint8, lengths=None, ...)``,
-        keys being image paths, ``S = image_size``. Batches before ``start`` (of this
-        ``shard``'s batches) are never loaded."""
+        """A ``DataLoader`` of ``SourceBatch(sources=(B, 3, S, S) uint8, lengths=None, texts,
+        keys, references)``, keys being image paths, ``S = image_size``. In training the
+        texts are the references ``drawn_references`` picks for ``(seed, epoch)``, else each
+        image's first; ``references`` holds all of each image's. Batches before ``start`` (of
+        this ``shard``'s batches) are never loaded."""
         records = self._split(split)
         order = list(range(len(records)))
+        references = [captions for _, captions in records]
         if train:
             random.Random(f"images:{seed}:{epoch}").shuffle(order)
+            captions = drawn_references(references, seed, epoch)
+        else:
+            captions = [texts[0] for texts in references]
+        items = [(path, caption, texts) for (path, texts), caption in zip(records, captions)]
         size = batch_size * shard.world if train else batch_size
         chunks = [order[first : first + size] for first in range(0, len(order), size)]
         chunks = shard_batches(chunks, shard, train)
         if split == "train" and self.config.preload:
             preloaded = self._preload(progress=shard.rank == 0)
-            dataset = _ImageDataset(records, self.config.image_size, preloaded)
+            dataset = _ImageDataset(items, self.config.image_size, preloaded)
             workers = 0
         else:
-            dataset = _ImageDataset(records, self.config.image_size)
+            dataset = _ImageDataset(items, self.config.image_size)
             workers = self.config.num_workers
         return DataLoader(
             dataset,
@@ -113,21 +134,27 @@ class ImageData(DataSource):
             generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch),
         )
 
-    def score(self, refs: list[str], hyps: list[str]) -> dict[str, float]:
-        """``wer`` (selects checkpoints), corpus ``bleu4`` and ``cider_d`` (COCO scorers, one
-        reference per image), ``exact_match``; with ``grammar: scenes`` also
-        ``object_accuracy`` and ``relation_accuracy`` (``data/scene_scoring.py``; NaN when
-        no reference has two objects)."""
-        single_refs = [[ref] for ref in refs]
+    def score(self, refs: Sequence[str | list[str]], hyps: list[str]) -> dict[str, float]:
+        """Corpus metrics of captions; ``refs`` holds each image's reference or its list of
+        references (an evaluation record's ``refs``).
+
+        ``wer`` against each image's closest reference (``closest_reference_wer``; with
+        ``train.select_by: error`` it selects checkpoints), ``bleu4`` and ``cider_d`` over
+        all references (the COCO caption evaluation's scorers; ``select_by: cider``),
+        ``exact_match`` (equal to any reference); with ``grammar: scenes`` also
+        ``object_accuracy`` and ``relation_accuracy`` against the first reference
+        (``data/scene_scoring.py``; NaN when no reference has two objects)."""
+        references = [[ref] if isinstance(ref, str) else list(ref) for ref in refs]
+        firsts = [texts[0] for texts in references]
         metrics = {
-            "wer": word_error_rate(refs, hyps),
-            "bleu4": bleu4(single_refs, hyps),
-            "cider_d": cider_d(single_refs, hyps),
-            "exact_match": scoring.exact_match(hyps, refs),
+            "wer": closest_reference_wer(references, hyps),
+            "bleu4": bleu4(references, hyps),
+            "cider_d": cider_d(references, hyps),
+            "exact_match": _matches(hyps, references) / len(hyps),
         }
         if self.config.grammar == "scenes":
-            metrics["object_accuracy"] = scoring.object_accuracy(hyps, refs)
-            metrics["relation_accuracy"] = scoring.relation_accuracy(hyps, refs)
+            metrics["object_accuracy"] = scoring.object_accuracy(hyps, firsts)
+            metrics["relation_accuracy"] = scoring.relation_accuracy(hyps, firsts)
         return metrics
 
     def details(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -138,7 +165,8 @@ class ImageData(DataSource):
 
     def _item_details(self, record: dict[str, Any]) -> dict[str, Any]:
         hyps, refs = [record["hyp"]], [record["ref"]]
-        detailed = {**record, "exact_match": scoring.exact_match(hyps, refs) == 1.0}
+        exact = _matches(hyps, [record.get("refs", refs)]) == 1
+        detailed = {**record, "exact_match": exact}
         if self.config.grammar == "scenes":
             relation = scoring.relation_accuracy(hyps, refs)
             detailed["object_accuracy"] = scoring.object_accuracy(hyps, refs)
@@ -161,7 +189,9 @@ class ImageData(DataSource):
         if self._preloaded is None:
             records = self._split("train")
             loader = DataLoader(
-                _ImageDataset(records, self.config.image_size),
+                _ImageDataset(
+                    [(path, texts[0], texts) for path, texts in records], self.config.image_size
+                ),
                 batch_size=256,
                 num_workers=self.config.num_workers,
                 collate_fn=_collate_batch,
@@ -182,13 +212,14 @@ class ImageData(DataSource):
             self._preloaded = torch.cat(chunks)
         return self._preloaded
 
-    def _split(self, split: str) -> list[tuple[str, str]]:
-        """``(image path, normalised caption)`` pairs of a split, read once."""
+    def _split(self, split: str) -> list[tuple[str, list[str]]]:
+        """``(image path, normalised reference captions)`` of each image of a split, read
+        once."""
         if split not in self._records:
             self._records[split] = self._read_split(split)
         return self._records[split]
 
-    def _read_split(self, split: str) -> list[tuple[str, str]]:
+    def _read_split(self, split: str) -> list[tuple[str, list[str]]]:
         path = self._manifest(split)
         records = read_manifest(path, source_key="image", text_key="caption")
         if not records:
@@ -200,7 +231,7 @@ class ImageData(DataSource):
                 reason = f"more than data.max_pixels={limit} pixels"
                 self.dropped.append(Dropped("train", len(records) - len(kept), reason))
             records = kept
-        return [(r["image"], normalise_caption(r["caption"])) for r in records]
+        return [(r["image"], _references(r, path)) for r in records]
 
     def _manifest(self, split: str) -> Path:
         if split in ("train", "dev"):
@@ -221,6 +252,36 @@ def normalise_caption(caption: str) -> str:
     return " ".join(caption.lower().split())
 
 
+def drawn_references(references: list[list[str]], seed: int, epoch: int) -> list[str]:
+    """One of each image's references for a training epoch, drawn from ``(seed, epoch)``
+    alone (the same in every process and on resume; another draw each epoch)."""
+    rng = random.Random(f"captions:{seed}:{epoch}")
+    return [texts[rng.randrange(len(texts))] for texts in references]
+
+
+def _references(record: dict, manifest: Path) -> list[str]:
+    """A manifest record's normalised references: ``captions``, with ``caption`` first where
+    it is not among them, or ``[caption]``."""
+    captions = record.get("captions", [])
+    if not isinstance(captions, list) or not all(
+        isinstance(c, str) and c.strip() for c in captions
+    ):
+        raise InputError(
+            f"{manifest}: 'captions' of {record['image']} must be a list of non-empty strings"
+        )
+    references = [normalise_caption(caption) for caption in captions]
+    first = normalise_caption(record["caption"])
+    return references if first in references else [first, *references]
+
+
+def _matches(hyps: list[str], references: list[list[str]]) -> int:
+    """How many hypotheses equal one of their references (ignoring spaces)."""
+    return sum(
+        any(hyp.split() == ref.split() for ref in refs)
+        for hyp, refs in zip(hyps, references, strict=True)
+    )
+
+
 def _pixels(record: dict) -> int:
     """Width times height of a manifest line's image: its ``width``/``height``, else the
     file header."""
@@ -230,27 +291,31 @@ def _pixels(record: dict) -> int:
 
 
 class _ImageDataset(Dataset):
-    """Item ``i`` -> ``(uint8 image (3, S, S), caption, path)``: row ``i`` of ``pixels``
-    (preloaded) when given, else read from its file and resized to ``image_size``."""
+    """Item ``i`` -> ``(uint8 image (3, S, S), caption, path, references)`` of
+    ``(path, caption, references)`` items: row ``i`` of ``pixels`` (preloaded) when given,
+    else read from its file and resized to ``image_size``."""
 
     def __init__(
-        self, records: list[tuple[str, str]], image_size: int, pixels: Tensor | None = None
+        self,
+        items: list[tuple[str, str, list[str]]],
+        image_size: int,
+        pixels: Tensor | None = None,
     ) -> None:
-        self.records = records
+        self.items = items
         self.transform = build_image_transform(image_size)
         self.pixels = pixels
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, str, str]:
-        path, caption = self.records[index]
+    def __getitem__(self, index: int) -> tuple[Tensor, str, str, list[str]]:
+        path, caption, references = self.items[index]
         if self.pixels is not None:
-            return self.pixels[index], caption, path
-        return self.transform(load_image(path)), caption, path
+            return self.pixels[index], caption, path, references
+        return self.transform(load_image(path)), caption, path, references
 
 
-def _collate_batch(items: list[tuple[Tensor, str, str]]) -> SourceBatch:
-    images, captions, paths = zip(*items, strict=True)
+def _collate_batch(items: list[tuple[Tensor, str, str, list[str]]]) -> SourceBatch:
+    images, captions, paths, references = zip(*items, strict=True)
     sources, lengths = ImageData.collate_sources(list(images))
-    return SourceBatch(sources, lengths, list(captions), list(paths))
+    return SourceBatch(sources, lengths, list(captions), list(paths), list(references))

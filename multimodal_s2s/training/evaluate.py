@@ -44,7 +44,8 @@ def evaluate_model(
 
     Metrics: ``loss`` per token (teacher forcing, no smoothing), ``decode_seconds`` (time in
     search, including encoding, summed over ranks), ``items``, and the data source's
-    ``score`` (``wer`` first).
+    ``score`` (``wer`` first) of the records' ``ref``, or ``refs`` where batches carry
+    several references per item (captions).
 
     ``progress`` shows a progress bar over this process's batches on stderr (when it is a
     terminal). ``nbest``: each record also has ``"nbest"``, the ``search.nbest`` best
@@ -73,15 +74,17 @@ def evaluate_model(
         decoded = decode_batch(model, tokenizer, sources, lengths, config.search, beam, views)
         decode_seconds += time.perf_counter() - started
         batch_index = dist.rank + local_index * dist.world
+        references = batch.references or [None] * len(decoded)
+        items = zip(batch.keys, batch.texts, references, decoded, strict=True)
         numbered += [
-            ((batch_index, position), _record(key, ref, d, nbest))
-            for position, (key, ref, d) in enumerate(zip(batch.keys, batch.texts, decoded))
+            ((batch_index, position), _record(key, ref, refs, d, nbest))
+            for position, (key, ref, refs, d) in enumerate(items)
         ]
     model.train(was_training)
     shares = dist.gather((numbered, total_loss, total_tokens, decode_seconds))
     ordered = sorted((item for share in shares for item in share[0]), key=lambda item: item[0])
     records = [record for _, record in ordered]
-    refs, hyps = [r["ref"] for r in records], [r["hyp"] for r in records]
+    refs, hyps = [r.get("refs", r["ref"]) for r in records], [r["hyp"] for r in records]
     metrics = {
         **data.score(refs, hyps),
         "loss": sum(s[1] for s in shares) / max(1, sum(s[2] for s in shares)),
@@ -91,9 +94,14 @@ def evaluate_model(
     return Evaluation(metrics, data.details(records))
 
 
-def _record(key: str, ref: str, decoded: Decoded, nbest: bool) -> dict[str, Any]:
-    """One item's record: ``key``, ``ref``, ``hyp``, ``score`` (and ``nbest`` when asked)."""
+def _record(
+    key: str, ref: str, refs: list[str] | None, decoded: Decoded, nbest: bool
+) -> dict[str, Any]:
+    """One item's record: ``key``, ``ref``, ``hyp``, ``score``, ``refs`` (all references,
+    where the source has several) and ``nbest`` (when asked)."""
     record = {"key": key, "ref": ref, "hyp": decoded.text, "score": decoded.score}
+    if refs is not None:
+        record["refs"] = refs
     if nbest:
         pairs = decoded.nbest or ((decoded.text, decoded.score),)
         record["nbest"] = [{"text": text, "score": score} for text, score in pairs]

@@ -9,7 +9,8 @@ A run lives in one folder:
   (a truncated or corrupt file is reported and the previous one is used) and reaches the
   weights an uninterrupted run reaches. SIGTERM is handled like Ctrl-C.
 * ``epoch-N.pt`` for the best ``keep_best`` epochs by the dev metric ``train.select_by``
-  (greedy decoding's error rate, or the teacher-forced loss), ``best.pt``,
+  (greedy decoding's error rate, the teacher-forced loss, or greedy captions' CIDEr-D),
+  ``best.pt``,
   optionally ``averaged.pt`` (mean weights of the kept epochs), and ``metrics.jsonl``.
 
 Under ``torchrun`` every process trains a ``DistributedDataParallel`` replica on its shard
@@ -303,7 +304,7 @@ class Trainer:
         if self.config.train.average_best and self.kept and self.dist.is_main:
             self._save_average()
         self.dist.barrier()
-        best_metric = min(self.kept)[0] if self.kept else float("nan")
+        best_metric = self.config.train.rank_sign * min(self.kept)[0] if self.kept else math.nan
         return TrainResult(self.out_dir / "best.pt", best_metric, False, self.dist.is_main)
 
     def _network(self) -> torch.nn.Module:
@@ -429,11 +430,13 @@ class Trainer:
         self._log(
             {"epoch": self.epoch, "step": self.step, **{f"dev_{k}": v for k, v in metrics.items()}}
         )
+        cider = f"  dev CIDEr-D {metrics['cider_d']:.4f}" if "cider_d" in metrics else ""
         self._print(
             f"epoch {self.epoch}: dev loss {metrics['loss']:.4f}  dev WER {metrics['wer']:.4f}"
+            + cider
         )
         path = self.out_dir / f"epoch-{self.epoch}.pt"
-        ranked = (metrics[self.config.train.dev_metric], self.epoch)
+        ranked = (self.config.train.rank_value(metrics), self.epoch)
         self.kept.append(ranked)
         self.kept.sort()
         dropped = self.kept[self.config.train.keep_best :]
