@@ -19,6 +19,7 @@ from multimodal_s2s.data.sources import build_source
 from multimodal_s2s.devices import full_float32_on_cuda, resolve_device
 from multimodal_s2s.errors import InputError, TrainingError, one_line
 from multimodal_s2s.inference.caption import add_caption_command
+from multimodal_s2s.inference.export import add_export_command
 from multimodal_s2s.inference.transcribe import add_transcribe_command
 from multimodal_s2s.training.evaluate import evaluate_model
 from multimodal_s2s.training.language_model import LanguageModelRunConfig, train_language_model
@@ -96,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate_parser.set_defaults(run=_evaluate)
     add_transcribe_command(commands)
     add_caption_command(commands)
+    add_export_command(commands)
 
     import_parser = commands.add_parser(
         "import",

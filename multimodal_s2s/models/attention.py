@@ -195,10 +195,13 @@ class LocationAttention(AdditiveAttention):
         features = self.location_conv(previous.reshape(batch * groups, 1, length))
         hidden = self._hidden(keys, query)
         dtype = hidden.dtype  # in-place products are not autocast
-        hidden.view(-1, hidden.size(3)).addmm_(
-            features.transpose(1, 2).reshape(-1, features.size(1)).to(dtype),
-            self.location_projection.weight.t().to(dtype),
-        )
+        flat = hidden.view(-1, hidden.size(3))
+        features = features.transpose(1, 2).reshape(-1, features.size(1)).to(dtype)
+        weight = self.location_projection.weight.t().to(dtype)
+        if torch.jit.is_tracing():  # the ONNX exporter loses an in-place update of a view
+            hidden = torch.addmm(flat, features, weight).view(hidden.shape)
+        else:
+            flat.addmm_(features, weight)
         return dot_tanh_(hidden, self.energy.weight).squeeze(3)
 
 

@@ -110,7 +110,9 @@ class PyramidalBLSTMEncoder(Encoder):
                 f"pblstm needs at least {self.min_frames} input frames per sequence, "
                 f"got {int(lengths.min())}"
             )
-        x = inputs[:, : int(lengths.max())]
+        # frames past the longest sequence are cut (they change no output); a trace
+        # (``inference.export``) keeps them, as it would fix the cut at the traced length
+        x = inputs if torch.jit.is_tracing() else inputs[:, : int(lengths.max())]
         if self.convolution is not None:
             x, lengths = self.convolution(x, lengths)
         auxiliary = None
