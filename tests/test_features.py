@@ -4,6 +4,7 @@ import random
 import pytest
 import torch
 import torchaudio
+from torch import nn
 
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.frontends.features import (
@@ -14,6 +15,7 @@ from multimodal_s2s.frontends.features import (
     SpecAugment,
     add_noise,
     augment_waveform,
+    frame_levels_db,
     loud_level_db,
     perturbed_length,
     speed_perturb,
@@ -104,6 +106,19 @@ def test_loud_level_is_the_95th_percentile_of_valid_frames():
     expected = 10 * math.log10(0.125)
     target = torch.tensor([expected, expected, expected - 40], dtype=torch.float64)
     torch.testing.assert_close(levels, target, atol=1e-4, rtol=0)
+
+
+def test_loud_level_is_the_95th_percentile_of_the_valid_frames_levels():
+    """As ``torch.nanquantile`` over the levels of each waveform's valid frames (it is
+    computed with a sort, which exports to ONNX)."""
+    torch.manual_seed(0)
+    waves = torch.randn(5, 16000) * torch.rand(5, 1)
+    waves[:, 8000:] *= 0.01
+    lengths = torch.tensor([16000, 9000, 3000, 100, 170])
+    levels = frame_levels_db(nn.functional.pad(waves, (0, 160)), 160)
+    valid = torch.arange(levels.shape[1]) < (lengths // 160).clamp(min=1).unsqueeze(1)
+    expected = torch.nanquantile(levels.masked_fill(~valid, math.nan), 0.95, dim=1)
+    torch.testing.assert_close(loud_level_db(waves, lengths, 16000), expected, rtol=0, atol=1e-12)
 
 
 def test_one_level_makes_features_independent_of_the_gain():

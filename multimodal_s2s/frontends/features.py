@@ -145,7 +145,7 @@ def frame_levels_db(waveforms: Tensor, frame: int) -> Tensor:
     """``(..., N)`` waveforms -> ``(..., N // frame)`` mean power in dB of their consecutive
     frames of ``frame`` samples (a last incomplete frame dropped; silence is -100 dB)."""
     count = waveforms.shape[-1] // frame
-    frames = waveforms[..., : count * frame].unflatten(-1, (count, frame))
+    frames = waveforms[..., : count * frame].reshape(*waveforms.shape[:-1], -1, frame)
     return 10 * torch.log10(frames.double().square().mean(dim=-1) + 1e-10)
 
 
@@ -165,7 +165,13 @@ def loud_level_db(waveforms: Tensor, lengths: Tensor, sample_rate: int) -> Tenso
     levels = frame_levels_db(padded, frame)
     counts = (lengths // frame).clamp(min=1).unsqueeze(1)
     valid = torch.arange(levels.shape[1], device=levels.device) < counts
-    return torch.nanquantile(levels.masked_fill(~valid, math.nan), 0.95, dim=1)
+    # torch.nanquantile's linear interpolation, written with a sort so that it exports
+    # (ONNX has no quantile): valid levels first in ascending order, padding after them
+    ordered = levels.masked_fill(~valid, math.inf).sort(dim=1).values
+    rank = 0.95 * (counts - 1).to(levels.dtype)
+    below = rank.floor().long()
+    low, high = ordered.gather(1, below), ordered.gather(1, rank.ceil().long())
+    return torch.lerp(low, high, rank - below.to(rank.dtype)).squeeze(1)
 
 
 def num_frames(num_samples: Tensor, hop_length: int) -> Tensor:
