@@ -43,6 +43,7 @@ MODELS = {
         "encoder.conv_channels=[3, 3]",
         "decoder.num_layers=2",
         "decoder.attention={name: additive, gate: true}",
+        "search.no_repeat_ngram_size=2",
     ],
     "images": [
         "data.name=images",
@@ -110,6 +111,16 @@ def _runner(folder, description, part: str):
     return run
 
 
+def _repeats(history: list[int], size: int) -> set[int]:
+    """The tokens that would complete an n-gram (``n = size``; 0: none) already in
+    ``history``."""
+    if size == 0 or len(history) < size:
+        return set()
+    tail = history[len(history) - size + 1 :]
+    starts = range(len(history) - size + 1)
+    return {history[i + size - 1] for i in starts if history[i : i + size - 1] == tail}
+
+
 def greedy_tokens(folder, sources: dict[str, torch.Tensor]) -> list[list[int]]:
     """Greedy decoding with the exported parts alone, as ``export.json`` describes it."""
     description = json.loads((folder / "export.json").read_text())
@@ -129,6 +140,9 @@ def greedy_tokens(folder, sources: dict[str, torch.Tensor]) -> list[list[int]]:
         named.update({name.removeprefix("next_"): value for name, value in new.items()})
         log_probs = new["log_probs"]
         log_probs[:, greedy["never_emit"]] = float("-inf")
+        for row, history in enumerate(outputs):
+            banned = _repeats(history, greedy["no_repeat_ngram_size"])
+            log_probs[row, sorted(banned)] = float("-inf")
         best = log_probs.argmax(-1)
         for row, token in enumerate(best.tolist()):
             if not done[row]:

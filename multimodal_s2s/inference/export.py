@@ -332,8 +332,10 @@ def describe(
                 "run the encoder once; its state outputs are the step's state inputs. Each "
                 "step feeds tokens (first_token, then each row's last token, after_end_token "
                 "once the row emitted end_token), the state, memory, keys and memory_lengths; "
-                "take the arg max of log_probs without never_emit; a row ends at end_token or "
-                "after min(max_length, ceil(max_length_ratio * memory_length)) tokens"
+                "take the arg max of log_probs without never_emit (and, with "
+                "no_repeat_ngram_size n > 0, without the tokens that would repeat an n-gram "
+                "the row has emitted); a row ends at end_token or after "
+                "min(max_length, ceil(max_length_ratio * memory_length)) tokens"
             ),
         },
     }
