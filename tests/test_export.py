@@ -177,6 +177,9 @@ def test_exported_parts_decode_the_eager_models_greedy_tokens(
 
     description = json.loads((folder / "export.json").read_text())
     assert description["vocabulary"] == tokenizer.tokens
+    assert description["text"] == "join the tokens"  # a char tokenizer
+    texts = ["".join(description["vocabulary"][i] for i in tokens) for tokens in expected]
+    assert texts == [tokenizer.decode(tokens) for tokens in expected]
     assert description["special_ids"] == {"pad": 0, "bos": 1, "eos": 2, "unk": 3}
     step_outputs = {e["name"]: e["shape"] for e in description["decoder_step"]["outputs"]}
     assert step_outputs["log_probs"] == ["batch", len(tokenizer)]

@@ -47,6 +47,13 @@ ENCODER_OUTPUTS = ("memory", "memory_lengths", "keys", *STATE_NAMES)
 STEP_INPUTS = ("tokens", *STATE_NAMES, "memory", "keys", "memory_lengths")
 STEP_OUTPUTS = ("log_probs", *(f"next_{name}" for name in STATE_NAMES))
 ONNX_OPSET = 17
+# How the tokens of an output (its special ids left out) read as text, by tokenizer kind
+JOINS = {
+    "char": "join the tokens",
+    "word": "join the tokens with spaces",
+    "unigram": "join the pieces, then write each \u2581 as a space and strip (sentencepiece)",
+    "bpe": "join the pieces, then write each \u2581 as a space and strip (sentencepiece)",
+}
 
 
 class DFTSpectrogram(nn.Module):
@@ -317,6 +324,7 @@ def describe(
         "sources": _sources(model, config),
         "tokenizer": tokenizer.kind,
         "vocabulary": tokenizer.tokens,
+        "text": JOINS[tokenizer.kind],
         "special_ids": {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID, "unk": UNK_ID},
         "encoder": _signature(graphs["encoder_inputs"], graphs["encoder_outputs"]),
         "decoder_step": _signature(graphs["step_inputs"], graphs["step_outputs"]),
