@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Speech recognition on real human speech (speechocean762: read English by non-native
 # children and adults), end to end: import the corpus's Kaldi folders and FSDD, hold out
-# whole training speakers as dev, speak the training sentences with Debian's TTS voices,
-# pretrain a Listen-Attend-Spell model on the phone-menu TTS corpus (its attention learns to
-# align there), fine-tune it on the real recordings and their TTS copies, evaluate with beam
-# search and greedy on speechocean762 test, on every FSDD recording and on the human letters
-# and digits, and write results.md. A re-run reuses the manifests and the synthesised audio
-# and resumes or skips each training.
+# whole training speakers as dev, pretrain a Listen-Attend-Spell model on the phone-menu TTS
+# corpus (its attention learns to align there), fine-tune it on the real recordings (and, on
+# request, TTS copies of their sentences), evaluate with beam search and greedy on
+# speechocean762 test, on every FSDD recording and on the human letters and digits, and write
+# results.md. A re-run reuses the manifests and the synthesised audio and resumes or skips
+# each training.
 #
 #   bash recipes/speechocean762_asr/run.sh
 #
@@ -15,9 +15,11 @@
 # phone-menu corpus, shared with recipes/phone_menu_asr; default cache/phone_menu), EXP_DIR
 # (default exp/speechocean762_asr; the pretraining run goes to EXP_DIR.pretrain),
 # PHONE_MENU_SIZES (default "--num-train 7000 --num-dev 300 --num-test-per-voice 250"),
-# PRETRAIN_EPOCHS (default 8), TTS_VOICES_PER_SENTENCE (default 3), DEV_CHILDREN and
-# DEV_ADULTS (dev speakers, default 6 each), INSTALL_PACKAGES (default 1: install the TTS
-# voices and recordings as root; 0 skips apt), MS2S_VENV (default ~/.venvs/ms2s). Arguments
+# PRETRAIN_EPOCHS (default 8), TTS_VOICES_PER_SENTENCE (TTS copies of each training
+# sentence added to the fine-tuning data; default 0: they did not help, experiments.md),
+# DEV_CHILDREN and DEV_ADULTS (dev speakers, default 6 each), INSTALL_PACKAGES (default 1:
+# install the TTS voices and recordings as root; 0 skips apt), MS2S_VENV (default
+# ~/.venvs/ms2s). Arguments
 # are dotted overrides of both trainings (encoder.hidden_dim=256), but train.epochs only
 # changes the fine-tuning (PRETRAIN_EPOCHS sets the pretraining's).
 set -euo pipefail
@@ -30,7 +32,7 @@ fsdd="$(realpath -m "${FSDD_DIR:-$corpora/fsdd}")"
 cache="$(realpath -m "${CACHE_DIR:-$root/cache/speechocean762}")"
 phone_menu="$(realpath -m "${PHONE_MENU_DIR:-$root/cache/phone_menu}")"
 exp="$(realpath -m "${EXP_DIR:-$root/exp/speechocean762_asr}")"
-voices_per_sentence="${TTS_VOICES_PER_SENTENCE:-3}"
+voices_per_sentence="${TTS_VOICES_PER_SENTENCE:-0}"
 
 if [ ! -f "$so762/train/wav.scp" ] || [ ! -f "$so762/test/wav.scp" ]; then
   echo "error: speechocean762 not found in $so762: download it from https://www.openslr.org/101/ and set SPEECHOCEAN762_DIR to the folder holding train/ and test/" >&2
@@ -51,13 +53,16 @@ done
 [ -s "$cache/fsdd.jsonl" ] || "$venv/bin/ms2s" import fsdd "$fsdd" "$cache/fsdd.jsonl"
 "$venv/bin/python" "$recipe/split_dev.py" "$cache/train.all.jsonl" "$cache/train.jsonl" \
   "$cache/dev.jsonl" --children "${DEV_CHILDREN:-6}" --adults "${DEV_ADULTS:-6}"
-"$venv/bin/python" -c 'import json, sys
+train_manifest="$cache/train.jsonl"
+if [ "$voices_per_sentence" -gt 0 ]; then
+  "$venv/bin/python" -c 'import json, sys
 for line in sys.stdin: print(json.loads(line)["text"])' < "$cache/train.jsonl" > "$cache/train_texts.txt"
-num_tts=$(( $(wc -l < "$cache/train_texts.txt") * voices_per_sentence ))
-"$venv/bin/python" -m multimodal_s2s.corpora.phone_menu.prepare "$cache/tts" \
-  --texts "$cache/train_texts.txt" --num-train "$num_tts" --num-dev 0 --num-test-per-voice 0 \
-  --jobs "$(nproc)"
-cat "$cache/train.jsonl" "$cache/tts/train.jsonl" > "$cache/train_with_tts.jsonl"
+  "$venv/bin/python" -m multimodal_s2s.corpora.phone_menu.prepare "$cache/tts" \
+    --texts "$cache/train_texts.txt" --num-test-per-voice 0 --num-dev 0 --jobs "$(nproc)" \
+    --num-train "$(( $(wc -l < "$cache/train_texts.txt") * voices_per_sentence ))"
+  cat "$cache/train.jsonl" "$cache/tts/train.jsonl" > "$cache/train_with_tts.jsonl"
+  train_manifest="$cache/train_with_tts.jsonl"
+fi
 # the phone-menu recipe's corpus sizes, so that both recipes share one cache
 read -r -a phone_menu_sizes <<< "${PHONE_MENU_SIZES:---num-train 7000 --num-dev 300 --num-test-per-voice 250}"
 "$venv/bin/python" -m multimodal_s2s.corpora.phone_menu.prepare "$phone_menu" \
@@ -79,7 +84,7 @@ done
   "$@" "train.epochs=${PRETRAIN_EPOCHS:-8}" --out "$exp.pretrain" --resume
 pretrained=$(date +%s)
 
-"$venv/bin/ms2s" train "$recipe/config.yaml" "data.train=$cache/train_with_tts.jsonl" \
+"$venv/bin/ms2s" train "$recipe/config.yaml" "data.train=$train_manifest" \
   "data.dev=$cache/dev.jsonl" "${test_sets[@]}" "train.init_from=$exp.pretrain/best.pt" "$@" \
   --out "$exp" --resume
 trained=$(date +%s)
