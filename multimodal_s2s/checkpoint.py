@@ -251,12 +251,18 @@ def model_from_checkpoint(
     config = saved_config(payload)
     tokenizer = Tokenizer.from_state_dict(payload["tokenizer"])
     model = build_model(config, len(tokenizer))
+    load_weights(model, payload["model"], f"{path}: weights do not match the saved config")
+    return model, tokenizer, config
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, Any], failure: str) -> None:
+    """``model.load_state_dict(weights)``; weights that do not fit are one line,
+    ``InputError(f"{failure} ({detail})")``, ``detail`` the first mismatch torch names."""
     try:
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(weights)
     except RuntimeError as error:
         detail = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
-        raise InputError(f"{path}: weights do not match the saved config ({detail})") from error
-    return model, tokenizer, config
+        raise InputError(f"{failure} ({detail})") from error
 
 
 def saved_config(payload: dict[str, Any]) -> Config:

@@ -47,6 +47,7 @@ from multimodal_s2s.atomic_file import check_writable
 from multimodal_s2s.checkpoint import (
     load_checkpoint,
     load_newest_resume_point,
+    load_weights,
     model_from_checkpoint,
     prune_resume_points,
     resume_path,
@@ -194,13 +195,8 @@ class Trainer:
         start, self.tokenizer, _ = model_from_checkpoint(load_checkpoint(path), path)
         self._check_units(texts)
         self.model = build_model(self.config, len(self.tokenizer))
-        try:
-            self.model.load_state_dict(start.state_dict())
-        except RuntimeError as error:
-            detail = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
-            raise InputError(
-                f"train.init_from {path}: its weights do not fit this config ({detail})"
-            ) from error
+        failure = f"train.init_from {path}: its weights do not fit this config"
+        load_weights(self.model, start.state_dict(), failure)
 
     def _check_units(self, texts: list[str]) -> None:
         """Every unit of the training ``texts`` must be in the vocabulary that the
