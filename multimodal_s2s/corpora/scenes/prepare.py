@@ -6,6 +6,11 @@ A manifest line is ``{"image": absolute path, "caption": text, "width": pixels, 
 pixels, "objects": [names in caption order], "relation": "left" | "above" | null,
 "background": background id, "id": scene id}``.
 Re-running with the same settings and inputs returns at once; any change rebuilds.
+
+``--num-independent-dev N --num-independent-test M`` also write the independently
+composited splits ``independent_dev.jsonl`` and ``independent_test.jsonl``
+(:mod:`.independent`: other backgrounds, sizes, placement, edges, shadows and lighting, on
+the object pairs of dev and test), cached on their own, so the corpus above is unchanged.
 """
 
 import argparse
@@ -26,6 +31,7 @@ from multimodal_s2s.corpora.scenes.backgrounds import (
     find_photos,
     texture_ids,
 )
+from multimodal_s2s.corpora.scenes.independent import prepare_independent
 from multimodal_s2s.corpora.scenes.plan import SPLITS, SceneSpec, plan_scenes, split_backgrounds
 from multimodal_s2s.corpora.scenes.render import SceneRenderer
 from multimodal_s2s.corpora.scenes.stamps import DEFAULT_STAMP_ROOT, find_objects
@@ -133,9 +139,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--background-root", type=Path, default=DEFAULT_BACKGROUND_ROOT)
     parser.add_argument("--num-textures", type=int, default=60)
     parser.add_argument("--image-format", choices=sorted(IMAGE_FORMATS), default="jpg")
+    parser.add_argument("--num-independent-dev", type=int, default=0)
+    parser.add_argument("--num-independent-test", type=int, default=0)
+    parser.add_argument(
+        "--independent-background-root",
+        type=Path,
+        help="images for the independent splits (default: the Debian packages of "
+        "independent.BACKGROUND_PACKAGES)",
+    )
     args = vars(parser.parse_args(argv))
+    independent = {
+        "independent_dev": args.pop("num_independent_dev"),
+        "independent_test": args.pop("num_independent_test"),
+    }
+    independent_root = args.pop("independent_background_root")
+    out_dir = args.pop("out_dir")
     try:
-        manifests = prepare_corpus(args.pop("out_dir"), **args, progress=True)
+        manifests = prepare_corpus(out_dir, **args, progress=True)
+        manifests |= prepare_independent(
+            out_dir,
+            manifests,
+            independent,
+            args["seed"],
+            args["image_size"],
+            stamp_root=args["stamp_root"],
+            background_root=independent_root,
+            progress=True,
+        )
     except InputError as error:
         raise SystemExit(f"error: {error}") from None
     for split, path in manifests.items():
