@@ -1,8 +1,6 @@
 import argparse
 import json
 import math
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -410,28 +408,3 @@ def test_attention_weights_on_request_line_up_with_the_recording(checkpoint, tmp
         assert picture.size == _figure_size(wave.shape[0], tokens)
     with pytest.raises(InputError, match="attention=True"):
         asr.save_attention_map(asr.transcribe([path])[0], path, figure)
-
-
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-def test_the_readme_python_example_runs(checkpoint, corpus, tmp_path, monkeypatch, capsys):
-    """The README's example, as it is, on a checkpoint and recordings where it looks for them."""
-    folder, _ = corpus
-    text = README.read_text()
-    start = text.index("## In Python")
-    code = text[
-        text.index("```python\n", start) + len("```python\n") : text.index("```\n", start + 20)
-    ]
-    assert len(code.splitlines()) <= 10
-    model = re.search(r'from_checkpoint\("([^"]+)"', code)[1]
-    (tmp_path / model).parent.mkdir(parents=True)
-    (tmp_path / model).write_bytes(Path(checkpoint).read_bytes())
-    audio = re.findall(r'"([^"]+\.(?:wav|flac))"', code)
-    assert audio
-    for name in audio:
-        wave, _ = soundfile.read(folder / "utt0.wav", dtype="float32")
-        soundfile.write(tmp_path / name, wave, RATE)
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
-    assert len(capsys.readouterr().out.splitlines()) == len(audio)
