@@ -160,6 +160,26 @@ def test_captions_follow_the_grammar_and_the_drawn_positions(
     assert min(checked.values()) >= 20
 
 
+def test_translucent_stamps_are_drawn_with_either_edge(stamps: Path, backgrounds: Path) -> None:
+    """A stamp whose alpha is all under 128 (a glass) stays visible with hard edges too."""
+    glass = stamps.parent / "glass.png"
+    image = Image.new("RGBA", (50, 60), (0, 0, 0, 0))
+    image.paste(Image.new("RGBA", (40, 50), (*RED, 100)), (5, 5))
+    image.save(glass)
+    compositor = _compositor(backgrounds)
+    edges = set()
+    for index in range(12):
+        scene = compositor.render(
+            f"g-{index}", ("glass", "blue"), (glass, stamps / "blue.png"), "moss"
+        )
+        edges.add(scene.composition["edges"])
+        pixels = np.asarray(scene.image).astype(int)
+        p = scene.placements[0]
+        inside = pixels[p.top : p.top + p.height, p.left : p.left + p.width]
+        assert inside[..., 0].max() > 60  # a red of alpha 100 over the green (no red)
+    assert edges == {"soft", "hard"}
+
+
 def test_independent_code_imports_no_drawing_code_of_the_training_compositor() -> None:
     """Of the corpus package it imports the stamp list alone (no ``render``, ``layout``,
     ``backgrounds``, ``plan``, ``prepare`` or ``stamps.load_stamp``)."""

@@ -26,9 +26,10 @@ placement               uniform boxes, no box covers     first centre uniform, t
                                                          side away; the object drawn over
                                                          the other leaves >= 60% of its
                                                          pixels visible
-edges                   the stamp's own alpha            feathered (the alpha times its blur)
-                                                         in 60% of scenes, else a hard cut
-                                                         at alpha 128
+edges                   the stamp's own alpha            feathered (the alpha times the
+                                                         blurred shape) in 60% of scenes,
+                                                         else hard (alpha under 32 cut, 128
+                                                         and up opaque)
 shadow                  none                             drop shadow in half the scenes
                                                          (one light direction per scene)
 lighting                none (colour jitter in           brightness and contrast 0.75-1.25,
@@ -65,7 +66,7 @@ from multimodal_s2s.data.scene_captions import (
 )
 from multimodal_s2s.errors import InputError
 
-VERSION = 1
+VERSION = 2  # 2: soft edges keep a translucent stamp's alpha; hard edges keep 32-127
 INDEPENDENT_SPLITS = ("independent_dev", "independent_test")
 # The corpus split whose object pairs each independent split draws.
 PAIRS_FROM = {"independent_dev": "dev", "independent_test": "test"}
@@ -222,7 +223,8 @@ class IndependentCompositor:
 
     def _sized_stamp(self, path: Path, edges: str, rng: random.Random) -> Image.Image:
         """The stamp at a random size (longer side log-uniform in ``SIDE_FRACTIONS`` of the
-        image), its alpha feathered (``soft``) or cut at 128 (``hard``)."""
+        image), its alpha feathered (``soft``: times the blur of the stamp's shape) or
+        ``hard`` (under 32 cut, 128 and up opaque)."""
         stamp = self._stamp(path)
         low, high = (math.log(f * self.image_size) for f in SIDE_FRACTIONS)
         longer = max(2, round(math.exp(rng.uniform(low, high))))
@@ -231,16 +233,17 @@ class IndependentCompositor:
         height = max(1, min(longer, round(stamp.height * scale)))
         sized = stamp.resize((width, height), Image.Resampling.BOX)
         alpha = sized.getchannel("A")
-        if edges == "soft":
-            blurred = alpha.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.0)))
-            alpha = Image.fromarray(
-                (np.asarray(alpha, np.float32) * np.asarray(blurred, np.float32) / 255).astype(
-                    np.uint8
-                )
-            )
-        else:
-            alpha = alpha.point(lambda value: 255 if value >= 128 else 0)
-        sized.putalpha(alpha)
+        if edges == "soft":  # the alpha times the blur of the shape: 1 inside, fading out
+            shape = alpha.point(lambda value: 255 if value else 0)
+            blurred = shape.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.0)))
+            feather = np.asarray(blurred, np.float32) / 255
+            edged = Image.fromarray((np.asarray(alpha, np.float32) * feather).astype(np.uint8))
+        else:  # faint fringes dropped, the rest opaque; translucent bodies (glass) kept
+            edged = alpha.point(lambda value: 0 if value < 32 else 255 if value >= 128 else value)
+        if edged.getbbox() is not None:  # else (a thin stamp made small) the alpha as resized
+            sized.putalpha(edged)
+        if sized.getchannel("A").getbbox() is None:
+            raise InputError(f"stamp {path} vanishes at {width} x {height} pixels")
         return sized
 
     def _place(self, objects: list[Image.Image], rng: random.Random) -> list[Placement]:
