@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Scene captioning recipe, end to end: install the corpus' Debian packages (as root), draw the
-# scene corpus, train a Show-Attend-Tell model, evaluate dev and test with beam 5, caption a
+# scene corpus and its independently composited dev and test splits, train a Show-Attend-Tell
+# model, evaluate dev, test and the independent splits with beam 5, caption a
 # few test images with attention maps, measure captioning throughput, and write the results.
 #
 #   bash recipes/scenes_captioning/run.sh [dotted config overrides...]
@@ -59,12 +60,18 @@ step() {  # step NAME COMMAND...: run a command, record its start and end time (
 
 step packages bash "$recipe/install_system_packages.sh"
 step data "$venv/bin/python" -m multimodal_s2s.corpora.scenes.prepare "$cache" \
-  --image-size "$image_size" --num-train 40000 --num-dev 500 --num-test 1000 --jobs 2
+  --image-size "$image_size" --num-train 40000 --num-dev 500 --num-test 1000 --jobs 2 \
+  --num-independent-dev 500 --num-independent-test 1000
 step train "$venv/bin/python" -m torch.distributed.run --standalone \
   --nproc_per_node="$processes" -m multimodal_s2s.cli train "$recipe/config.yaml" \
   "data.train=$cache/train.jsonl" "data.dev=$cache/dev.jsonl" "data.test.test=$cache/test.jsonl" \
   "train.batch_size=$((global_batch / processes))" "${precision[@]}" "$@" --out "$out" --resume
-step evaluate "$venv/bin/ms2s" evaluate --model "$out/best.pt" --beam 5 --report "$out/report"
+# dev and test, and the independently composited splits (other backgrounds, sizes, placement,
+# edges, shadows and lighting; multimodal_s2s/corpora/scenes/independent.py) on their pairs.
+step evaluate "$venv/bin/ms2s" evaluate --model "$out/best.pt" --beam 5 --report "$out/report" \
+  --splits dev test independent_dev independent_test \
+  "data.test.independent_dev=$cache/independent_dev.jsonl" \
+  "data.test.independent_test=$cache/independent_test.jsonl"
 demo=("$cache"/images/test/test-00000[0-7].jpg)
 step caption "$venv/bin/ms2s" caption --model "$out/best.pt" "${demo[@]}" --beam 5 \
   --output "$out/demo_captions.jsonl" --attention-maps "$out/attention_maps"

@@ -1,6 +1,7 @@
 """Collect a finished recipe run into ``RUN/results.json`` and a Markdown table ``RUN/results.md``.
 
-Reads ``RUN/report/results.json`` (``ms2s evaluate --report``), ``RUN/throughput.json``
+Reads ``RUN/report/results.json`` (``ms2s evaluate --report``: every split it scored; each
+independently composited split is also set against its own), ``RUN/throughput.json``
 (``benchmarks/caption_throughput.py``) and ``RUN/timings.tsv`` (``name<TAB>start<TAB>end``
 per step, written by ``run.sh``). Usage: ``python write_results.py RUN``.
 """
@@ -52,6 +53,7 @@ def _markdown(results: dict) -> str:
     ]
     for split, metrics in results["splits"].items():
         lines.append(f"| {split} | " + " | ".join(f"{metrics[m]:.4f}" for m in METRICS) + " |")
+    lines += _gaps(results["splits"])
     speed = results["throughput"]
     lines += [
         "",
@@ -67,6 +69,24 @@ def _markdown(results: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _gaps(splits: dict) -> list[str]:
+    """Lines on how much each independently composited split loses against its own split,
+    in points of object and relation accuracy (issue 40's target: at most 5 of objects)."""
+    lines = []
+    for own, other in (("test", "independent_test"), ("dev", "independent_dev")):
+        if own in splits and other in splits:
+            parts = [
+                f"{name} {splits[other][metric]:.1%} against {splits[own][metric]:.1%} "
+                f"(gap {100 * (splits[own][metric] - splits[other][metric]):.1f} points)"
+                for name, metric in (
+                    ("objects", "object_accuracy"),
+                    ("relation", "relation_accuracy"),
+                )
+            ]
+            lines.append(f"{other} against {own}: " + ", ".join(parts) + ".")
+    return ["", *lines] if lines else []
 
 
 if __name__ == "__main__":
