@@ -1,5 +1,6 @@
 """Tests of the built-in scene captioning corpus (multimodal_s2s.corpora.scenes)."""
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -379,6 +380,35 @@ def test_a_tenth_of_training_scenes_hold_one_object_and_every_object_is_alone(
     assert len(singles) == num_singles  # a tenth, but at least one scene per object
     assert {singles.count(name) for name in objects} == times_alone
     assert all(len(spec.objects) == 2 for split in ("dev", "test") for spec in plan[split])
+
+
+# The digest of the corpus that TINY's settings, seed 3 and PNG files drew from the fake
+# inputs before the varied composition existed (decoded pixels and manifest rows, image paths
+# left out): the classic composition must keep drawing it (old runs reproduce).
+CLASSIC_DIGEST = "ce8b6677727ed0b68b6289e21a00b5031e0f5f2155b5e6fc9f72dcf9b543fe4b"
+
+
+def _corpus_digest(manifests: dict[str, Path]) -> str:
+    digest = hashlib.sha256()
+    for path in manifests.values():
+        for row in _read_jsonl(path):
+            with Image.open(row.pop("image")) as image:
+                digest.update(image.convert("RGB").tobytes())
+            digest.update(json.dumps(row, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def test_classic_composition_draws_the_corpus_as_before(
+    inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    stamps, backgrounds = inputs
+    kwargs = {"stamp_root": stamps, "background_root": backgrounds, "image_format": "png"}
+    kwargs |= {"seed": 3, "jobs": 1, **TINY}
+    default = prepare_corpus(tmp_path / "default", **kwargs)
+    classic = prepare_corpus(tmp_path / "classic", composition="classic", **kwargs)
+    assert _corpus_digest(default) == _corpus_digest(classic) == CLASSIC_DIGEST
+    settings = json.loads((tmp_path / "classic" / "corpus.json").read_text())["settings"]
+    assert "composition" not in settings and settings["num_textures"] == 6
 
 
 def test_same_seed_reproduces_the_corpus_and_reruns_are_cached(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the scene corpus is drawn from (tuxpaint stamps, MATE
-# backgrounds; KDE, GNOME and UKUI wallpapers for the independent test splits), as listed in
+# backgrounds; KDE, GNOME and UKUI wallpapers for the independent test splits; the varied
+# composition's wallpapers, photos and textures), as listed in
 # multimodal_s2s/corpora/scenes/system_packages.txt.
 # Returns at once when they are installed; installs them when run as root; otherwise fails
 # with the command to run.

@@ -7,10 +7,19 @@ pixels, "objects": [names in caption order], "relation": "left" | "above" | null
 "background": background id, "id": scene id}``.
 Re-running with the same settings and inputs returns at once; any change rebuilds.
 
+``--composition varied`` draws every split in the varied composition (:mod:`.varied`: wider
+sizes, aspect, rotation, occlusion, edges, shadows, lighting, blur, noise and JPEG quality,
+over the photos of more Debian packages and more texture kinds; its rows add
+``composition``, the scene's random choices); the default ``classic`` draws the corpus as
+it always has (the same files, byte for byte). A folder holds one composition: building the
+other into it is refused.
+
 ``--num-independent-dev N --num-independent-test M`` also write the independently
 composited splits ``independent_dev.jsonl`` and ``independent_test.jsonl``
 (:mod:`.independent`: other backgrounds, sizes, placement, edges, shadows and lighting, on
-the object pairs of dev and test), cached on their own, so the corpus above is unchanged.
+the object pairs of dev and test), cached on their own, so the corpus above is unchanged;
+and ``dev_mixed.jsonl``, dev's lines then independent_dev's, a dev set for choosing
+checkpoints that holds scenes composited both ways.
 """
 
 import argparse
@@ -26,8 +35,13 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from multimodal_s2s.atomic_file import atomic_write
+from multimodal_s2s.corpora.scenes import varied
 from multimodal_s2s.corpora.scenes.backgrounds import (
     DEFAULT_BACKGROUND_ROOT,
+    PACKAGE_BACKGROUNDS,
+    TEXTURE_KINDS,
+    VARIED_TEXTURE_KINDS,
+    find_package_photos,
     find_photos,
     texture_ids,
 )
@@ -35,12 +49,17 @@ from multimodal_s2s.corpora.scenes.independent import prepare_independent
 from multimodal_s2s.corpora.scenes.plan import SPLITS, SceneSpec, plan_scenes, split_backgrounds
 from multimodal_s2s.corpora.scenes.render import SceneRenderer
 from multimodal_s2s.corpora.scenes.stamps import DEFAULT_STAMP_ROOT, find_objects
+from multimodal_s2s.corpora.scenes.varied import VariedRenderer
 from multimodal_s2s.data.manifest import write_manifest
 from multimodal_s2s.data.scene_captions import format_caption
 from multimodal_s2s.errors import InputError
 
 CORPUS_VERSION = 3  # 3: a tenth of the training scenes hold one object (plan.SINGLE_FRACTION)
 IMAGE_FORMATS = {"jpg": ("JPEG", {"quality": 95, "subsampling": 0}), "png": ("PNG", {})}
+COMPOSITIONS = ("classic", "varied")
+# Generated textures by default: as many per kind in both compositions (varied has more kinds).
+DEFAULT_TEXTURES = {"classic": 60, "varied": 12 * len(VARIED_TEXTURE_KINDS)}
+MIXED_DEV = "dev_mixed.jsonl"
 _BATCH_SIZE = 50
 _MARKER = "corpus.json"
 
@@ -53,6 +72,7 @@ class _Job(NamedTuple):
     photos: dict[str, Path]
     image_dir: Path
     image_format: str
+    composition: str
 
 
 # Set in each rendering process by _start_worker: the _Job and its SceneRenderer.
@@ -70,16 +90,24 @@ def prepare_corpus(
     *,
     stamp_root: Path = DEFAULT_STAMP_ROOT,
     background_root: Path = DEFAULT_BACKGROUND_ROOT,
-    num_textures: int = 60,
+    num_textures: int | None = None,
     image_format: str = "jpg",
+    composition: str = "classic",
+    background_packages: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] | None = None,
     progress: bool = False,
 ) -> dict[str, Path]:
     """Build (or find cached) the corpus under ``out_dir``; returns ``{split: manifest path}``.
 
     Images go to ``out_dir/images/<split>/<id>.<image_format>`` (square, side ``image_size``).
     The output depends only on the arguments other than ``jobs`` and ``progress``, and on
-    the stamp and background files.
+    the stamp and background files (for ``composition="varied"``, also those of the Debian
+    packages of ``background_packages``, by default ``backgrounds.PACKAGE_BACKGROUNDS``).
+    ``num_textures``: by default ``DEFAULT_TEXTURES[composition]``.
     """
+    if composition not in COMPOSITIONS:
+        raise InputError(f"composition must be one of {COMPOSITIONS}, got {composition!r}")
+    if num_textures is None:
+        num_textures = DEFAULT_TEXTURES[composition]
     minimums = {
         "image_size": (image_size, 8),
         "num_train": (num_train, 1),
@@ -92,6 +120,10 @@ def prepare_corpus(
     out_dir = out_dir.resolve()
     objects = find_objects(stamp_root)
     photos = find_photos(background_root)
+    if background_packages is None:
+        background_packages = PACKAGE_BACKGROUNDS
+    if composition == "varied":
+        photos |= find_package_photos(background_packages)
     settings = {
         "version": CORPUS_VERSION,
         "seed": seed,
@@ -101,12 +133,17 @@ def prepare_corpus(
         "image_format": image_format,
         "inputs": _fingerprint(objects, photos),
     }
+    if composition != "classic":  # a classic corpus' settings stay as they always were
+        settings["composition"] = composition
+        settings["composition_version"] = varied.VERSION
+        settings["packages"] = sorted(background_packages)
     manifests = {split: out_dir / f"{split}.jsonl" for split in SPLITS}
+    _check_composition(out_dir / _MARKER, composition)
     if _is_cached(out_dir / _MARKER, settings, manifests):
         return manifests
     (out_dir / _MARKER).unlink(missing_ok=True)
     plan = plan_corpus(objects, photos, settings)
-    job = _Job(image_size, seed, photos, out_dir / "images", image_format)
+    job = _Job(image_size, seed, photos, out_dir / "images", image_format, composition)
     rows = _render_all(plan, job, jobs, progress)
     for split in SPLITS:
         write_manifest(rows[split], manifests[split])
@@ -121,8 +158,26 @@ def plan_corpus(
     """The scenes of every split of the corpus that ``settings`` (as ``prepare_corpus``
     records them in the corpus folder) describes; the same plan each time."""
     rng = random.Random(f"{settings['seed']}/backgrounds")
-    pools = split_backgrounds(list(photos), texture_ids(settings["num_textures"]), rng)
+    kinds = VARIED_TEXTURE_KINDS if settings.get("composition") == "varied" else TEXTURE_KINDS
+    pools = split_backgrounds(list(photos), texture_ids(settings["num_textures"], kinds), rng)
     return plan_scenes(objects, pools, settings["counts"], settings["seed"])
+
+
+def write_mixed_dev(out_dir: Path, manifests: dict[str, Path]) -> Path | None:
+    """Write ``out_dir/dev_mixed.jsonl``: the lines of ``manifests["dev"]`` then those of
+    ``manifests["independent_dev"]``; None (and nothing written) without both."""
+    if "dev" not in manifests or "independent_dev" not in manifests:
+        return None
+    path = out_dir.resolve() / MIXED_DEV
+    lines = [
+        line
+        for split in ("dev", "independent_dev")
+        for line in manifests[split].read_text().splitlines()
+        if line.strip()
+    ]
+    with atomic_write(path) as file:
+        file.write("".join(line + "\n" for line in lines))
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,8 +192,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--stamp-root", type=Path, default=DEFAULT_STAMP_ROOT)
     parser.add_argument("--background-root", type=Path, default=DEFAULT_BACKGROUND_ROOT)
-    parser.add_argument("--num-textures", type=int, default=60)
+    parser.add_argument(
+        "--num-textures",
+        type=int,
+        help="generated texture backgrounds (default: 60 classic, 156 varied)",
+    )
     parser.add_argument("--image-format", choices=sorted(IMAGE_FORMATS), default="jpg")
+    parser.add_argument(
+        "--composition",
+        choices=COMPOSITIONS,
+        default="classic",
+        help="how scenes are drawn: classic (as always) or varied (varied.py)",
+    )
     parser.add_argument("--num-independent-dev", type=int, default=0)
     parser.add_argument("--num-independent-test", type=int, default=0)
     parser.add_argument(
@@ -166,6 +231,9 @@ def main(argv: list[str] | None = None) -> None:
             background_root=independent_root,
             progress=True,
         )
+        mixed = write_mixed_dev(out_dir, manifests)
+        if mixed is not None:
+            manifests["dev_mixed"] = mixed
     except InputError as error:
         raise SystemExit(f"error: {error}") from None
     for split, path in manifests.items():
@@ -179,6 +247,21 @@ def _check_arguments(minimums: dict[str, tuple[int, int]], image_format: str) ->
             raise InputError(f"{name} must be at least {minimum}, got {value}")
     if image_format not in IMAGE_FORMATS:
         raise InputError(f"image_format must be one of {sorted(IMAGE_FORMATS)}: {image_format!r}")
+
+
+def _check_composition(marker: Path, composition: str) -> None:
+    """Refuse to build one composition into a folder that holds the other."""
+    if not marker.is_file():
+        return
+    try:
+        found = json.loads(marker.read_text())["settings"].get("composition", "classic")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return
+    if found != composition:
+        raise InputError(
+            f"{marker.parent} holds a {found} corpus; draw the {composition} one into "
+            "another folder"
+        )
 
 
 def _fingerprint(objects: dict[str, list[Path]], photos: dict[str, Path]) -> str:
@@ -233,32 +316,34 @@ def _render_all(
 
 def _start_worker(job: _Job) -> None:
     _worker_state["job"] = job
-    _worker_state["renderer"] = SceneRenderer(job.image_size, job.seed, job.photos)
+    renderer = VariedRenderer if job.composition == "varied" else SceneRenderer
+    _worker_state["renderer"] = renderer(job.image_size, job.seed, job.photos)
 
 
 def _render_batch(batch: tuple[str, list[SceneSpec]]) -> list[dict]:
     """Render and save one batch of scenes of a split; their manifest rows."""
     split, specs = batch
     job: _Job = _worker_state["job"]
-    renderer: SceneRenderer = _worker_state["renderer"]
+    renderer: SceneRenderer | VariedRenderer = _worker_state["renderer"]
     pil_format, options = IMAGE_FORMATS[job.image_format]
     rows = []
     for spec in specs:
         scene = renderer.render(spec)
         path = job.image_dir / split / f"{spec.id}.{job.image_format}"
         scene.image.save(path, pil_format, **options)
-        rows.append(
-            {
-                "image": str(path),
-                "caption": format_caption(scene.caption),
-                "width": scene.image.width,
-                "height": scene.image.height,
-                "objects": scene.caption.objects,
-                "relation": scene.caption.relation,
-                "background": spec.background,
-                "id": spec.id,
-            }
-        )
+        row = {
+            "image": str(path),
+            "caption": format_caption(scene.caption),
+            "width": scene.image.width,
+            "height": scene.image.height,
+            "objects": scene.caption.objects,
+            "relation": scene.caption.relation,
+            "background": spec.background,
+            "id": spec.id,
+        }
+        if scene.composition is not None:
+            row["composition"] = scene.composition
+        rows.append(row)
     return rows
 
 

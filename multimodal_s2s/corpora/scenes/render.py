@@ -20,12 +20,15 @@ from multimodal_s2s.data.scene_captions import ParsedCaption, PlacedObject, capt
 class RenderedScene(NamedTuple):
     """A drawn scene: the RGB image, each object's box (in spec order), its caption parts, and
     each object's stamp as drawn (RGBA, the size of its box, pasted at the box's top-left
-    corner; in spec order, each drawn over the ones before it)."""
+    corner; here in spec order, each drawn over the ones before it). ``composition``: the
+    random choices of a scene of the varied composition (:mod:`.varied`; its
+    ``on_top`` names the object drawn last), else None."""
 
     image: Image.Image
     boxes: list[Box]
     caption: ParsedCaption
     stamps: list[Image.Image]
+    composition: dict | None = None
 
 
 class SceneRenderer:
