@@ -3,14 +3,19 @@
 import pytest
 import torch
 
+from multimodal_s2s.config import load_config
 from multimodal_s2s.errors import InputError
+from multimodal_s2s.frontends import build_frontend
 from multimodal_s2s.frontends.image import (
     CROP_SCALE,
     IMAGENET_MEAN,
     IMAGENET_STD,
     Crop,
+    ImageAugmentation,
     ImageFrontend,
     color_jitter,
+    random_blur,
+    random_noise,
     random_resized_crop,
 )
 
@@ -135,3 +140,57 @@ def test_a_given_crop_is_cut_and_resampled_to_the_full_size_in_either_mode(mode)
     torch.testing.assert_close(cropped[:, :, 1:, 1:], ((expected - mean) / std)[:, :, 1:, 1:])
     whole, _ = frontend(images, None, Crop(1.0, 0.5, 0.5))
     torch.testing.assert_close(whole, frontend(images, None)[0])
+
+
+def test_default_augmentation_draws_as_it_always_has():
+    """The default ``ImageAugmentation`` is the crop and colour jitter of the module's
+    constants, drawing the same random numbers (runs trained before it reproduce)."""
+    images = _split_images(6)
+    torch.manual_seed(3)
+    augmented, _ = ImageFrontend().train()(images, None)
+    torch.manual_seed(3)
+    expected = color_jitter(random_resized_crop(images.float() / 255.0))
+    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    torch.testing.assert_close(augmented, (expected - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1))
+
+
+def test_blur_softens_a_share_of_the_images_and_keeps_the_rest():
+    torch.manual_seed(0)
+    checks = (torch.arange(16).view(1, 16) + torch.arange(16).view(16, 1)) % 2
+    images = checks.float().expand(400, 3, 16, 16).contiguous()
+    blurred = random_blur(images, 0.25, (0.6, 1.2))
+    changed = (blurred - images).abs().amax(dim=(1, 2, 3)) > 1e-4
+    assert 0.15 < changed.float().mean() < 0.35
+    assert blurred[changed].std() < 0.5 * images.std()  # the checks are smoothed away
+    torch.testing.assert_close(blurred[~changed], images[~changed])
+    torch.testing.assert_close(blurred.mean(), images.mean(), atol=0.01, rtol=0)
+
+
+def test_noise_is_added_to_a_share_of_the_images_and_stays_in_range():
+    torch.manual_seed(0)
+    gray = torch.full((400, 3, 8, 8), 0.5)
+    noisy = random_noise(gray, 0.5, (0.02, 0.05))
+    spread = noisy.std(dim=(1, 2, 3))
+    assert 0.4 < (spread > 0).float().mean() < 0.6
+    assert spread.max() < 0.07 and spread[spread > 0].min() > 0.01
+    assert noisy.min() >= 0.0 and noisy.max() <= 1.0
+
+
+def test_augmentation_is_a_data_setting_of_the_model():
+    config = load_config(
+        None,
+        [
+            "data.name=images",
+            "data.augmentation.blur_probability=0.3",
+            "data.augmentation.noise_std=[0.01, 0.02]",
+            "data.augmentation.brightness=0.3",
+        ],
+    )
+    frontend = build_frontend(config.data)
+    assert frontend.augmentation == ImageAugmentation(
+        blur_probability=0.3, noise_std=[0.01, 0.02], brightness=0.3
+    )
+    assert ImageFrontend().augmentation == ImageAugmentation(blur_probability=0.0)
+    for bad in ("crop_scale=[0.5, 1.2]", "brightness=1.5", "noise_probability=2", "blur_sigma=[1]"):
+        with pytest.raises(InputError, match="data.augmentation"):
+            load_config(None, ["data.name=images", f"data.augmentation.{bad}"])

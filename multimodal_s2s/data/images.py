@@ -33,7 +33,7 @@ from multimodal_s2s.data.batching import WHOLE, Shard, shard_batches
 from multimodal_s2s.data.image import build_image_transform, image_pixels, load_image
 from multimodal_s2s.data.manifest import read_manifest
 from multimodal_s2s.errors import InputError
-from multimodal_s2s.frontends.image import ImageViews
+from multimodal_s2s.frontends.image import ImageAugmentation, ImageViews
 from multimodal_s2s.metrics import bleu4, cider_d, closest_reference_wer
 
 
@@ -43,7 +43,9 @@ class ImageDataConfig(ManifestDataConfig):
     ``dev``) and image options.
 
     ``image_size`` is the side of the square the images are resized to;
-    ``augment`` turns on train-time augmentation (in the model's ``ImageFrontend``);
+    ``augment`` turns on train-time augmentation (in the model's ``ImageFrontend``), as
+    ``augmentation`` says (``ImageAugmentation``: crop, colour jitter, and blur and noise,
+    which are off by default);
     ``num_workers`` loads images in parallel; ``preload`` decodes and resizes the training
     images once, on first use, and keeps them in memory (``3 * image_size**2`` bytes each, in
     each training process), so that training batches
@@ -58,6 +60,7 @@ class ImageDataConfig(ManifestDataConfig):
     name: str = "images"
     image_size: int = 128
     augment: bool = True
+    augmentation: ImageAugmentation = field(default_factory=ImageAugmentation)
     grammar: Literal["scenes", "none"] = "none"
     max_pixels: int = 40_000_000
     preload: bool = False

@@ -16,7 +16,7 @@ from multimodal_s2s.frontends.image import ImageFrontend
 
 FRONTENDS: dict[str, Callable[[Any], nn.Module]] = {
     "speech": lambda data: FeaturePipeline(data.features),
-    "images": lambda data: ImageFrontend(augment=data.augment),
+    "images": lambda data: ImageFrontend(augment=data.augment, augmentation=data.augmentation),
 }
 
 

@@ -24,6 +24,10 @@ Train-time augmentation is chosen so that a caption stays true of the augmented 
   1.6): the scene corpus draws every object at its own brightness, and with 1 +- 0.2 the
   captioning model named far fewer objects right in darkened photos than in the originals
   (``recipes/scenes_captioning/experiments.md``).
+
+These are the defaults of ``ImageAugmentation`` (``data.augmentation`` of an image config),
+which can widen them and add Gaussian blur and noise, each in a share of the images (off by
+default): for images drawn another way than the training images (issue 40).
 """
 
 import math
@@ -81,20 +85,73 @@ class ImageViews:
         return [{}] + [{"crop": crop} for crop in crops]
 
 
+@dataclass
+class ImageAugmentation:
+    """Train-time augmentation of the image frontend (``data.augmentation``; module
+    docstring). ``crop_scale``: the crop's area as a fraction of the image, ``crop_ratio``:
+    its width / height range; ``brightness``, ``contrast``, ``saturation``: each factor
+    uniform in ``1 +- strength``; ``blur_probability`` of the images blurred by a Gaussian
+    of standard deviation uniform in ``blur_sigma`` pixels; ``noise_probability`` of them
+    given Gaussian noise of standard deviation uniform in ``noise_std`` (of the 0-1 range,
+    each pixel and channel its own). The defaults are the recipes' augmentation."""
+
+    crop_scale: list[float] = field(default_factory=lambda: list(CROP_SCALE))
+    crop_ratio: list[float] = field(default_factory=lambda: list(CROP_RATIO))
+    brightness: float = COLOR_JITTER["brightness"]
+    contrast: float = COLOR_JITTER["contrast"]
+    saturation: float = COLOR_JITTER["saturation"]
+    blur_probability: float = 0.0
+    blur_sigma: list[float] = field(default_factory=lambda: [0.3, 1.2])
+    noise_probability: float = 0.0
+    noise_std: list[float] = field(default_factory=lambda: [0.005, 0.03])
+
+    def __post_init__(self) -> None:
+        ranges = {
+            "crop_scale": self.crop_scale,
+            "crop_ratio": self.crop_ratio,
+            "blur_sigma": self.blur_sigma,
+            "noise_std": self.noise_std,
+        }
+        for name, (low, high) in ((n, _pair(n, v)) for n, v in ranges.items()):
+            if not 0 < low <= high or (name == "crop_scale" and high > 1):
+                raise InputError(
+                    f"data.augmentation.{name} must be 0 < low <= high, got {ranges[name]}"
+                )
+        for name in ("brightness", "contrast", "saturation"):
+            if not 0 <= getattr(self, name) < 1:
+                raise InputError(
+                    f"data.augmentation.{name} must be in [0, 1), got {getattr(self, name)}"
+                )
+        for name in ("blur_probability", "noise_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise InputError(
+                    f"data.augmentation.{name} must be in [0, 1], got {getattr(self, name)}"
+                )
+
+
+def _pair(name: str, values: list[float]) -> tuple[float, float]:
+    if len(values) != 2:
+        raise InputError(f"data.augmentation.{name} must be [low, high], got {values}")
+    return float(values[0]), float(values[1])
+
+
 class ImageFrontend(nn.Module):
     """``uint8`` images ``(B, 3, H, W)`` -> normalised float32 ``(B, 3, H, W)``.
 
     With ``augment`` and in training mode, each image is randomly cropped and colour-jittered
-    first (module docstring). Always computes in float32, also inside an autocast region.
+    first, as ``augmentation`` says (``ImageAugmentation``; by default the module
+    docstring's), and maybe blurred and given noise. Always computes in float32, also inside
+    an autocast region.
     Holds no parameters and no saved state. ``variants``: the test-time changes ``forward``
     takes (``ImageViews``).
     """
 
     variants = frozenset({"crop"})
 
-    def __init__(self, augment: bool = True) -> None:
+    def __init__(self, augment: bool = True, augmentation: ImageAugmentation | None = None) -> None:
         super().__init__()
         self.augment = augment
+        self.augmentation = augmentation if augmentation is not None else ImageAugmentation()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
 
@@ -115,17 +172,36 @@ class ImageFrontend(nn.Module):
                 box = pixels.new_tensor([[crop.side, crop.side, crop.x, crop.y]])
                 pixels = crop_and_resize(pixels, *box.unbind(1))
             if self.training and self.augment:
-                pixels = color_jitter(random_resized_crop(pixels))
+                pixels = augment_images(pixels, self.augmentation)
             return (pixels - self.mean) / self.std, lengths
 
 
-def random_resized_crop(pixels: Tensor) -> Tensor:
-    """Crop each ``(B, C, H, W)`` image to its own random box (``CROP_SCALE`` of the area,
-    ``CROP_RATIO`` aspect) and resample it bilinearly back to ``H x W``."""
+def augment_images(pixels: Tensor, augmentation: ImageAugmentation) -> Tensor:
+    """Train-time augmentation of ``(B, 3, H, W)`` images of values in ``[0, 1]``: a random
+    resized crop, colour jitter, then (where their probabilities are not 0) blur and noise.
+    With the default ``augmentation`` it draws the same random numbers as it always has."""
+    a = augmentation
+    pixels = random_resized_crop(pixels, tuple(a.crop_scale), tuple(a.crop_ratio))
+    strengths = {"brightness": a.brightness, "contrast": a.contrast, "saturation": a.saturation}
+    pixels = color_jitter(pixels, strengths)
+    if a.blur_probability > 0:
+        pixels = random_blur(pixels, a.blur_probability, tuple(a.blur_sigma))
+    if a.noise_probability > 0:
+        pixels = random_noise(pixels, a.noise_probability, tuple(a.noise_std))
+    return pixels
+
+
+def random_resized_crop(
+    pixels: Tensor,
+    scale: tuple[float, float] = CROP_SCALE,
+    ratio: tuple[float, float] = CROP_RATIO,
+) -> Tensor:
+    """Crop each ``(B, C, H, W)`` image to its own random box (``scale`` of the area,
+    ``ratio`` aspect) and resample it bilinearly back to ``H x W``."""
     batch = pixels.shape[0]
     draws = torch.rand(batch, 4, device=pixels.device)
-    area = CROP_SCALE[0] + (CROP_SCALE[1] - CROP_SCALE[0]) * draws[:, 0]
-    log_low, log_high = math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])
+    area = scale[0] + (scale[1] - scale[0]) * draws[:, 0]
+    log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
     ratio = torch.exp(log_low + (log_high - log_low) * draws[:, 1])
     width = (area * ratio).sqrt().clamp(max=1.0)  # fractions of the image side
     height = (area / ratio).sqrt().clamp(max=1.0)
@@ -153,18 +229,53 @@ def crop_and_resize(pixels: Tensor, width: Tensor, height: Tensor, x: Tensor, y:
     return F.grid_sample(pixels, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def color_jitter(pixels: Tensor) -> Tensor:
-    """Random brightness, contrast and saturation factors per ``(B, 3, H, W)`` image of values
-    in ``[0, 1]`` (torchvision's formulas); the result stays in ``[0, 1]``."""
+def color_jitter(pixels: Tensor, strengths: dict[str, float] = COLOR_JITTER) -> Tensor:
+    """Random brightness, contrast and saturation factors (each ``1 +- strengths[name]``) per
+    ``(B, 3, H, W)`` image of values in ``[0, 1]`` (torchvision's formulas); the result stays
+    in ``[0, 1]``."""
     factors = {
         name: 1.0 + strength * (2.0 * torch.rand(len(pixels), 1, 1, 1, device=pixels.device) - 1.0)
-        for name, strength in COLOR_JITTER.items()
+        for name, strength in strengths.items()
     }
     pixels = (pixels * factors["brightness"]).clamp_(0.0, 1.0)
     mean_gray = _grayscale(pixels).mean(dim=(1, 2, 3), keepdim=True)
     contrast = factors["contrast"]
     pixels = (pixels * contrast).add_(mean_gray * (1.0 - contrast)).clamp_(0.0, 1.0)
     return torch.lerp(_grayscale(pixels), pixels, factors["saturation"]).clamp_(0.0, 1.0)
+
+
+def random_blur(pixels: Tensor, probability: float, sigma: tuple[float, float]) -> Tensor:
+    """Blur a random ``probability`` share of the ``(B, C, H, W)`` images, each by a Gaussian
+    of its own standard deviation (uniform in ``sigma`` pixels; separable, borders
+    replicated); the others pass unchanged."""
+    batch, channels = pixels.shape[:2]
+    chosen = torch.rand(batch, device=pixels.device) < probability
+    sigmas = sigma[0] + (sigma[1] - sigma[0]) * torch.rand(batch, device=pixels.device)
+    picked = chosen.nonzero().flatten()
+    if picked.numel() == 0:
+        return pixels
+    radius = max(1, math.ceil(3 * sigma[1]))
+    offsets = torch.arange(-radius, radius + 1, device=pixels.device, dtype=pixels.dtype)
+    kernels = torch.exp(-0.5 * (offsets / sigmas[picked, None]) ** 2)
+    kernels = (kernels / kernels.sum(dim=1, keepdim=True)).repeat_interleave(channels, dim=0)
+    groups = picked.numel() * channels
+    flat = pixels[picked].reshape(1, groups, *pixels.shape[2:])
+    flat = F.pad(flat, (radius, radius, radius, radius), mode="replicate")
+    flat = F.conv2d(flat, kernels.view(-1, 1, 1, 2 * radius + 1), groups=groups)
+    flat = F.conv2d(flat, kernels.view(-1, 1, 2 * radius + 1, 1), groups=groups)
+    blurred = pixels.clone()
+    blurred[picked] = flat.view(picked.numel(), channels, *pixels.shape[2:])
+    return blurred
+
+
+def random_noise(pixels: Tensor, probability: float, std: tuple[float, float]) -> Tensor:
+    """Add Gaussian noise (standard deviation uniform in ``std``, its own per image) to a
+    random ``probability`` share of the ``(B, C, H, W)`` images in ``[0, 1]``; clamped."""
+    batch = pixels.shape[0]
+    chosen = torch.rand(batch, device=pixels.device) < probability
+    stds = std[0] + (std[1] - std[0]) * torch.rand(batch, device=pixels.device)
+    stds = torch.where(chosen, stds, torch.zeros_like(stds)).view(batch, 1, 1, 1)
+    return (pixels + stds * torch.randn_like(pixels)).clamp_(0.0, 1.0)
 
 
 def _grayscale(pixels: Tensor) -> Tensor:
