@@ -284,7 +284,7 @@ def test_training_backgrounds_are_disjoint_from_the_independent_sources() -> Non
 
 
 def test_prepare_varied_corpus_is_deterministic_and_keeps_to_its_folder(
-    inputs: tuple[Path, Path], tmp_path: Path
+    inputs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stamps, backgrounds = inputs
     kwargs = {
@@ -311,6 +311,14 @@ def test_prepare_varied_corpus_is_deterministic_and_keeps_to_its_folder(
             assert set(row["composition"]) >= {"on_top", "quality", "objects", "shadow"}
     settings = json.loads((tmp_path / "first" / "corpus.json").read_text())["settings"]
     assert settings["composition"] == "varied" and settings["num_textures"] == 13
+    assert settings["composition_parameters"]["shadow"] == varied.SHADOW_PROBABILITY
+    marker = tmp_path / "first" / "corpus.json"
+    before = marker.stat().st_mtime_ns
+    assert prepare_corpus(tmp_path / "first", seed=2, **kwargs) == first  # cached
+    assert marker.stat().st_mtime_ns == before
+    monkeypatch.setattr(varied, "SHADOW_PROBABILITY", 0.9)  # another setting draws again
+    prepare_corpus(tmp_path / "first", seed=2, **kwargs)
+    assert json.loads(marker.read_text())["settings"]["composition_parameters"]["shadow"] == 0.9
     with pytest.raises(InputError, match="holds a varied corpus"):
         prepare_corpus(tmp_path / "first", seed=2, **{**kwargs, "composition": "classic"})
 

@@ -135,7 +135,7 @@ def prepare_corpus(
     }
     if composition != "classic":  # a classic corpus' settings stay as they always were
         settings["composition"] = composition
-        settings["composition_version"] = varied.VERSION
+        settings["composition_parameters"] = varied.parameters()
         settings["packages"] = sorted(background_packages)
     manifests = {split: out_dir / f"{split}.jsonl" for split in SPLITS}
     _check_composition(out_dir / _MARKER, composition)

@@ -90,6 +90,30 @@ _ATTEMPTS = 300
 _SHRINK = 0.85
 
 
+def parameters() -> dict:
+    """The composition's version and settings, as the corpus records them (``corpus.json``),
+    so that a corpus drawn with other settings is drawn again rather than reused."""
+    return {
+        "version": VERSION,
+        "side_fractions": list(SIDE_FRACTIONS),
+        "aspect_jitter": ASPECT_JITTER,
+        "rotation": [ROTATION_PROBABILITY, MAX_ROTATION_DEGREES],
+        "edges": [list(option) for option in EDGES],
+        "outline": OUTLINE_PROBABILITY,
+        "object_light": OBJECT_LIGHT_PROBABILITY,
+        "min_visible_fraction": MIN_VISIBLE_FRACTION,
+        "min_centre_distance_fraction": MIN_CENTRE_DISTANCE_FRACTION,
+        "shadow": SHADOW_PROBABILITY,
+        "background_crop": list(BACKGROUND_CROP),
+        "background_aspect": BACKGROUND_ASPECT,
+        "background_blur": BACKGROUND_BLUR_PROBABILITY,
+        "image_blur": IMAGE_BLUR_PROBABILITY,
+        "noise": NOISE_PROBABILITY,
+        "jpeg_quality": list(JPEG_QUALITY),
+        "alpha_floor": ALPHA_FLOOR,
+    }
+
+
 class VariedRenderer:
     """Renders scenes of side ``image_size`` in the varied composition; a scene's randomness
     comes from ``seed`` and its id. Stamps, photos and textures are loaded once and kept.
