@@ -6,16 +6,28 @@
 #
 #   bash recipes/scenes_captioning/run.sh [dotted config overrides...]
 #
-# Environment: MS2S_VENV (default ~/.venvs/ms2s), SCENES_CACHE (corpus folder, default
-# cache/scenes under the repository root), SCENES_OUT (run folder, default
-# exp/scenes_captioning), PROCESSES (data-parallel training processes without a GPU, default 2).
+# Environment: MS2S_VENV (default ~/.venvs/ms2s), SCENES_COMPOSITION (how the corpus is drawn:
+# classic, the default, or varied; multimodal_s2s/corpora/scenes/varied.py), SCENES_CACHE
+# (corpus folder, default cache/scenes, or cache/scenes-varied for the varied composition),
+# SCENES_OUT (run folder, default exp/scenes_captioning, or exp/scenes_captioning-varied),
+# PROCESSES (data-parallel training processes without a GPU, default 2).
 # Re-running reuses the cached corpus and resumes or reuses training.
 set -euo pipefail
 recipe="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$recipe/../.."
 venv="${MS2S_VENV:-$HOME/.venvs/ms2s}"
-cache="${SCENES_CACHE:-cache/scenes}"
-out="${SCENES_OUT:-exp/scenes_captioning}"
+# Each composition has its own corpus and run folders, so the two never mix (prepare also
+# refuses to draw one into a folder holding the other). The varied path chooses checkpoints
+# on dev_mixed.jsonl: dev and independent_dev, scenes composited both ways.
+composition="${SCENES_COMPOSITION:-classic}"
+case "$composition" in
+  classic) cache="${SCENES_CACHE:-cache/scenes}" out="${SCENES_OUT:-exp/scenes_captioning}"
+    select_dev=dev.jsonl ;;
+  varied) cache="${SCENES_CACHE:-cache/scenes-varied}"
+    out="${SCENES_OUT:-exp/scenes_captioning-varied}" select_dev=dev_mixed.jsonl ;;
+  *) echo "error: SCENES_COMPOSITION must be classic or varied, got '$composition'" >&2
+    exit 1 ;;
+esac
 # One intra-op thread per process: two threads plus the image-loading worker on 2 cores run
 # several times slower than one thread.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
@@ -61,15 +73,16 @@ step() {  # step NAME COMMAND...: run a command, record its start and end time (
 step packages bash "$recipe/install_system_packages.sh"
 step data "$venv/bin/python" -m multimodal_s2s.corpora.scenes.prepare "$cache" \
   --image-size "$image_size" --num-train 40000 --num-dev 500 --num-test 1000 --jobs 2 \
-  --num-independent-dev 500 --num-independent-test 1000
+  --num-independent-dev 500 --num-independent-test 1000 --composition "$composition"
 step train "$venv/bin/python" -m torch.distributed.run --standalone \
   --nproc_per_node="$processes" -m multimodal_s2s.cli train "$recipe/config.yaml" \
-  "data.train=$cache/train.jsonl" "data.dev=$cache/dev.jsonl" "data.test.test=$cache/test.jsonl" \
+  "data.train=$cache/train.jsonl" "data.dev=$cache/$select_dev" "data.test.test=$cache/test.jsonl" \
   "train.batch_size=$((global_batch / processes))" "${precision[@]}" "$@" --out "$out" --resume
 # dev and test, and the independently composited splits (other backgrounds, sizes, placement,
-# edges, shadows and lighting; multimodal_s2s/corpora/scenes/independent.py) on their pairs.
+# edges, shadows and lighting; multimodal_s2s/corpora/scenes/independent.py) on their pairs;
+# dev is the corpus' own (not the mixed set the varied path chose checkpoints on).
 step evaluate "$venv/bin/ms2s" evaluate --model "$out/best.pt" --beam 5 --report "$out/report" \
-  --splits dev test independent_dev independent_test \
+  --splits dev test independent_dev independent_test "data.dev=$cache/dev.jsonl" \
   "data.test.independent_dev=$cache/independent_dev.jsonl" \
   "data.test.independent_test=$cache/independent_test.jsonl"
 demo=("$cache"/images/test/test-00000[0-7].jpg)
