@@ -26,11 +26,12 @@ import torch
 from PIL import Image, ImageChops
 
 from multimodal_s2s.checkpoint import load_model
-from multimodal_s2s.corpora.scenes.backgrounds import find_photos
+from multimodal_s2s.corpora.scenes.backgrounds import find_package_photos, find_photos
 from multimodal_s2s.corpora.scenes.plan import SceneSpec
 from multimodal_s2s.corpora.scenes.prepare import CORPUS_VERSION, plan_corpus
 from multimodal_s2s.corpora.scenes.render import RenderedScene, SceneRenderer
 from multimodal_s2s.corpora.scenes.stamps import find_objects
+from multimodal_s2s.corpora.scenes.varied import VariedRenderer
 from multimodal_s2s.data.image import build_image_transform, load_image
 from multimodal_s2s.data.scene_captions import (
     LEFT,
@@ -87,8 +88,12 @@ class _SceneGeometry:
                 f"{CORPUS_VERSION}"
             )
         photos = find_photos()
+        renderer = SceneRenderer
+        if settings.get("composition") == "varied":  # prepare --composition varied
+            photos |= find_package_photos()
+            renderer = VariedRenderer
         self.plan = plan_corpus(find_objects(), photos, settings)
-        self.renderer = SceneRenderer(settings["image_size"], settings["seed"], photos)
+        self.renderer = renderer(settings["image_size"], settings["seed"], photos)
         self.image_size = settings["image_size"]
         self.image_format = settings["image_format"]
 
@@ -102,9 +107,13 @@ class _SceneGeometry:
             first, second = (box.centre for box in scene.boxes)
             signed[spec.id] = abs(first[0] - second[0]) - abs(first[1] - second[1])
             horizontal.append(scene.caption.relation == LEFT)
-            masks = [_drawn_mask(scene, index) for index in range(len(scene.boxes))]
+            # drawing order: spec order, but a varied scene may draw the first object on top
+            order = list(range(len(scene.boxes)))
+            if scene.composition is not None and scene.composition["on_top"] == spec.objects[0]:
+                order.reverse()
+            masks = [_drawn_mask(scene, index) for index in order]
             seen = [
-                PlacedObject(name, *_visible_centre(masks, index))
+                PlacedObject(name, *_visible_centre(masks, order.index(index)))
                 for index, name in enumerate(spec.objects)
             ]
             visible.append(caption_structure(seen).relation == scene.caption.relation)
