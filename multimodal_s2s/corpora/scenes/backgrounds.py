@@ -177,6 +177,16 @@ def load_photo(path: Path, image_size: int) -> Image.Image:
     return photo
 
 
+def load_background(
+    background_id: str, photo_files: dict[str, Path], image_size: int, seed: int
+) -> Image.Image:
+    """The source image of a background id: ``texture/<kind>-<n>`` rendered from ``seed``,
+    or the photo ``photo_files[background_id]``, both for scenes of ``image_size`` pixels."""
+    if background_id.startswith("texture/"):
+        return render_texture(background_id, image_size, seed)
+    return load_photo(photo_files[background_id], image_size)
+
+
 def render_texture(texture_id: str, image_size: int, seed: int) -> Image.Image:
     """A square RGB texture of side ``2 * image_size``, determined by its id and ``seed``."""
     rng = random.Random(f"{seed}/{texture_id}")

@@ -7,9 +7,8 @@ from typing import NamedTuple
 from PIL import Image
 
 from multimodal_s2s.corpora.scenes.backgrounds import (
-    load_photo,
+    load_background,
     random_view,
-    render_texture,
 )
 from multimodal_s2s.corpora.scenes.layout import Box, object_size, place_objects, side_range
 from multimodal_s2s.corpora.scenes.plan import SceneSpec
@@ -69,9 +68,7 @@ class SceneRenderer:
 
     def _background(self, background_id: str) -> Image.Image:
         if background_id not in self._backgrounds:
-            if background_id.startswith("texture/"):
-                source = render_texture(background_id, self.image_size, self.seed)
-            else:
-                source = load_photo(self.photo_files[background_id], self.image_size)
-            self._backgrounds[background_id] = source
+            self._backgrounds[background_id] = load_background(
+                background_id, self.photo_files, self.image_size, self.seed
+            )
         return self._backgrounds[background_id]

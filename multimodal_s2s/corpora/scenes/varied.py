@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from multimodal_s2s.corpora.scenes.backgrounds import load_photo, render_texture
+from multimodal_s2s.corpora.scenes.backgrounds import load_background
 from multimodal_s2s.corpora.scenes.layout import Box
 from multimodal_s2s.corpora.scenes.plan import SceneSpec
 from multimodal_s2s.corpora.scenes.render import RenderedScene
@@ -260,11 +260,9 @@ class VariedRenderer:
 
     def _background(self, background_id: str) -> Image.Image:
         if background_id not in self._backgrounds:
-            if background_id.startswith("texture/"):
-                source = render_texture(background_id, self.image_size, self.seed)
-            else:
-                source = load_photo(self.photo_files[background_id], self.image_size)
-            self._backgrounds[background_id] = source
+            self._backgrounds[background_id] = load_background(
+                background_id, self.photo_files, self.image_size, self.seed
+            )
         return self._backgrounds[background_id]
 
 
