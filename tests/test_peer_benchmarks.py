@@ -5,11 +5,20 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 
-COMMON = Path(__file__).resolve().parent.parent / "benchmarks" / "peers" / "common.py"
-spec = importlib.util.spec_from_file_location("peer_benchmarks_common", COMMON)
-common = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(common)
+PEERS = Path(__file__).resolve().parent.parent / "benchmarks" / "peers"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"peer_benchmarks_{name}", PEERS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+common = load("common")
+table = load("table")
 
 
 @pytest.mark.parametrize(
@@ -55,3 +64,31 @@ def test_a_missing_corpus_stops_with_its_variable(monkeypatch, tmp_path):
     monkeypatch.setenv("FSDD_DIR", str(tmp_path / "absent"))
     with pytest.raises(SystemExit, match="set FSDD_DIR"):
         common.corpus_folder("fsdd")
+
+
+def test_in_precision_autocasts_only_for_bfloat16():
+    def product(a):
+        return a @ a
+
+    matrix = torch.ones(4, 4)
+    assert common.in_precision(product, "float32")(matrix).dtype == torch.float32
+    assert common.in_precision(product, "bfloat16")(matrix).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="float16"):
+        common.in_precision(product, "float16")
+
+
+def test_table_names_the_precision_of_a_bfloat16_run():
+    side = {"ms2s": {"median_s": 0.5}, "speechbrain": {"median_s": 1.5}, "ms2s_times_as_fast": 3.0}
+    record = {
+        "command": "beam",
+        "machine": "cpu",
+        "load_average_1min": 0.0,
+        "date": "2026-12-07T00:00",
+        "decoder_steps": 40,
+        "by_threads": {"2": side},
+    }
+    (float32_row,) = table.rows(record)
+    (bfloat16_row,) = table.rows({**record, "precision": "bfloat16"})
+    assert float32_row.startswith("| beam search, 2 thread(s) |")
+    assert bfloat16_row.startswith("| beam search in bfloat16, 2 thread(s) |")
+    assert "**3.0x** (misses >= 5x)" in bfloat16_row

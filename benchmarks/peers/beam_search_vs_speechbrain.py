@@ -11,6 +11,8 @@ project's search then returns ``--steps`` tokens, SpeechBrain's one fewer: it re
 step as the end token). Each side is as its library builds it:
 this project's decoder feeds the context (``--memory-dim``) to its LSTM and output layer,
 SpeechBrain's projects it to ``--attention-dim`` first. Times every ``--threads`` count.
+``--precision bfloat16`` runs both searches under CPU bfloat16 autocast (what
+``search.cpu_bfloat16`` does inside ``ms2s`` decoding), float32 by default.
 Run: ``python benchmarks/peers/beam_search_vs_speechbrain.py`` (any python; it sets up and
 re-runs itself in the peers' venv).
 """
@@ -21,6 +23,7 @@ from contextlib import contextmanager
 from common import (
     add_common_arguments,
     alternate,
+    in_precision,
     profile,
     report,
     run_in_peers_venv,
@@ -139,12 +142,19 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=32)
     parser.add_argument("--beam", type=int, default=8)
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
     add_common_arguments(parser, threads=(1, 2))
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     reuse_freed_memory()  # as the ms2s command line does
     memory = torch.randn(args.sources, args.frames, args.memory_dim)
-    searches = {"ms2s": ours(args), "speechbrain": speechbrain(args)}
+    searches = {
+        name: (in_precision(search, args.precision), owner, step)
+        for name, (search, owner, step) in (
+            ("ms2s", ours(args)),
+            ("speechbrain", speechbrain(args)),
+        )
+    }
     for name, (search, owner, step) in searches.items():  # also the warm-up
         with counting(owner, step) as steps:
             search(memory)
@@ -177,6 +187,7 @@ def main() -> None:
             )
         },
         "decoder_steps": args.steps,
+        "precision": args.precision,
         "repeats": args.repeats,
         "by_threads": {
             str(threads): {

@@ -72,6 +72,21 @@ def with_threads(threads: int, run: Callable[..., Any]) -> Callable[..., Any]:
     return threaded
 
 
+def in_precision(run: Callable[..., Any], precision: str) -> Callable[..., Any]:
+    """``run`` under CPU bfloat16 autocast for ``precision`` ``bfloat16`` (what the
+    ``cpu_bfloat16`` settings do inside ``ms2s``), as it is for ``float32``."""
+    if precision == "float32":
+        return run
+    if precision != "bfloat16":
+        raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
+
+    def autocast_run(*args: Any) -> Any:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return run(*args)
+
+    return autocast_run
+
+
 def alternate(
     sides: dict[str, Callable[[int], Any]], rounds: int
 ) -> tuple[dict[str, list[float]], dict[str, list[Any]]]:

@@ -41,6 +41,8 @@ def rows(record: dict) -> list[str]:
         return lines
     kind = "beam" if "decoder_steps" in record else "train"
     what = "beam search" if kind == "beam" else "training step"
+    if record.get("precision", "float32") != "float32":
+        what += f" in {record['precision']}"
     return [
         f"| {what}, {threads} thread(s) | {start} | {side['ms2s']['median_s']} s "
         f"| SpeechBrain {side['speechbrain']['median_s']} s "
