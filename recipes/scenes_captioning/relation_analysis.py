@@ -58,21 +58,33 @@ def main() -> None:
     print("the visible pixels' boxes give the caption's relation:")
     _print_by_margin(list(margins.values()), visible)
     rows = {Path(r["key"]).stem: r for r in map(json.loads, args.report.open())}
-    right = {}
-    for spec in test:
-        hyp, ref = parse_caption(rows[spec.id]["hyp"]), parse_caption(rows[spec.id]["ref"])
-        if len(set(hyp.objects)) == 2:
-            right[spec.id] = hyp.relation == ref.relation
-    print(f"{len(right)} of {len(test)} captions name two different objects; relation word right:")
-    _print_by_margin([margins[i] for i in right], list(right.values()))
-    said_left = [parse_caption(rows[key]["hyp"]).relation == LEFT for key in right]
-    print('they say "left of" by signed margin |dx| - |dy| (> 0: left of is right):')
-    _print_by_margin([signed[key] for key in right], said_left, SIGNED_BUCKETS)
+    _print_caption_relations(test, rows, signed)
     if args.model is not None:
         train = [s for s in scenes.plan["train"][: args.probe_train] if len(s.objects) == 2]
         correct = _probe(args.model, scenes, train, test, horizontal)
         print(f"probe on the memory of {len(train)} training scenes, test accuracy:")
         _print_by_margin(list(margins.values()), correct)
+
+
+def _print_caption_relations(
+    test: list[SceneSpec], rows: dict[str, dict], signed: dict[str, float]
+) -> None:
+    """How often the report's captions that name two different objects get the relation
+    word right, by margin, and how often they say "left of", by signed margin."""
+    right = {}
+    for spec in test:
+        hyp, ref = parse_caption(rows[spec.id]["hyp"]), parse_caption(rows[spec.id]["ref"])
+        if len(set(hyp.objects)) == 2:
+            right[spec.id] = hyp.relation == ref.relation
+    named = f"{len(right)} of {len(test)} captions name two different objects"
+    if not right:
+        print(f"{named}: no relation word to score")
+        return
+    print(f"{named}; relation word right:")
+    _print_by_margin([abs(signed[key]) for key in right], list(right.values()))
+    said_left = [parse_caption(rows[key]["hyp"]).relation == LEFT for key in right]
+    print('they say "left of" by signed margin |dx| - |dy| (> 0: left of is right):')
+    _print_by_margin([signed[key] for key in right], said_left, SIGNED_BUCKETS)
 
 
 class _SceneGeometry:
