@@ -178,6 +178,14 @@ def test_command_line_arguments_reach_caption(trained, tmp_path, capsys):
     assert [r["image"] for r in _records(output)] == [str(images / "00.png")]
 
 
+def test_no_image_found_is_reported_and_writes_no_output(trained, tmp_path, capsys):
+    checkpoint, _ = trained
+    missing, output = tmp_path / "missing.png", tmp_path / "captions.jsonl"
+    assert caption(checkpoint, [str(missing)], output, device="cpu") == 1
+    assert f"error: {missing}: image path not found" in capsys.readouterr().err
+    assert not output.exists()
+
+
 @pytest.mark.parametrize("option", ["--output", "--attention-maps"])
 def test_an_unwritable_output_is_refused_before_any_image_is_captioned(
     trained, tmp_path, capsys, option

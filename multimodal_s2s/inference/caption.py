@@ -20,12 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from multimodal_s2s.atomic_file import check_writable
 from multimodal_s2s.config import DECODING_SECTIONS, Config, split_overrides, with_nbest
-from multimodal_s2s.data.files import (
-    add_batch_command_arguments,
-    find_files_reporting,
-)
+from multimodal_s2s.data.files import add_batch_command_arguments
 from multimodal_s2s.data.image import (
     SUPPORTED_IMAGE_EXTENSIONS,
     build_image_transform,
@@ -40,8 +36,8 @@ from multimodal_s2s.inference.decoding import (
     Result,
     load_for_decoding,
     read_windows,
-    write_results,
 )
+from multimodal_s2s.inference.file_decoding import FileKind, decode_files
 from multimodal_s2s.models.model import Seq2Seq
 from multimodal_s2s.search.beam import SearchConfig
 from multimodal_s2s.search.decode import Decoded, decode_batch
@@ -51,6 +47,7 @@ MIN_DISPLAY_SIZE = 160  # attention-map panels are at least this many pixels wid
 # Images a batch: beam search advances a whole batch per step, so bigger batches share each
 # step's fixed costs among more images (benchmarks/README.md).
 BATCH_SIZE = 64
+IMAGE_FILES = FileKind("images", SUPPORTED_IMAGE_EXTENSIONS, "image", "caption", "image")
 # An image: a file, a PIL image or an ``(H, W, 3)`` (or ``(H, W)``) uint8 array.
 ImageItem = str | Path | Image.Image | np.ndarray
 
@@ -215,25 +212,19 @@ def caption(
             ``beam`` / ``batch_size`` is below 1, or ``output`` / ``attention_maps`` cannot be
             written (checked before any image is captioned).
     """
-    if (beam is not None and beam < 1) or batch_size < 1:
-        raise InputError(f"--beam and --batch-size must be >= 1, got {beam} and {batch_size}")
-    if attention_maps is not None:
-        check_writable(attention_maps, folder=True)
-    captioner = Captioner(
-        *load_for_decoding(model_path, device, "images", overrides, beam=beam, nbest=nbest)
-    )
-    files, failed = find_files_reporting(paths, SUPPORTED_IMAGE_EXTENSIONS, "image")
-    skipped = write_results(
-        captioner,
-        files,
-        output,
-        batch_size,
-        ("image", "caption"),
-        nbest=nbest is not None,
+    return decode_files(
+        IMAGE_FILES,
+        Captioner,
+        model_path,
+        paths,
+        output=output,
+        beam=beam,
+        batch_size=batch_size,
+        device=device,
+        overrides=overrides,
+        nbest=nbest,
         attention_maps=attention_maps,
-        unit="image",
     )
-    return 1 if failed or skipped else 0
 
 
 def add_caption_command(subparsers: argparse._SubParsersAction) -> None:

@@ -1,23 +1,18 @@
 """What the Python API (``Transcriber``, ``Captioner``) and the decoding commands share: the
 result of one input, loading a checkpoint with keyword decoding settings, the n-best list of an
-input decoded in pieces, and the JSON Lines record of a result."""
+input decoded in pieces, and reading inputs in windows."""
 
 import dataclasses
-import os
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import yaml
-from tqdm import tqdm
 
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.config import DECODING_SECTIONS, Config, ConfigError, decoding_config
-from multimodal_s2s.data.files import print_result, report_skipped
-from multimodal_s2s.data.manifest import collected_records
 from multimodal_s2s.devices import resolve_device
 from multimodal_s2s.errors import InputError
 from multimodal_s2s.models.model import Seq2Seq
@@ -125,79 +120,6 @@ def joined_nbest(
     return [
         (" ".join(text for text in texts if text), total / len(pieces)) for texts, total in joins
     ]
-
-
-class FileDecoder(Protocol):
-    """What ``write_results`` runs: ``Transcriber`` or ``Captioner``."""
-
-    def results(
-        self,
-        items: Sequence[Any],
-        batch_size: int,
-        nbest: int | None = None,
-        attention: bool = False,
-        skip: Callable[[InputError], None] | None = None,
-    ) -> Iterator[Result]: ...
-
-    def save_attention_map(self, result: Result, item: Any, path: str | Path) -> None: ...
-
-
-def write_results(
-    decoder: FileDecoder,
-    files: list[Path],
-    output: str | Path | None,
-    batch_size: int,
-    keys: tuple[str, str],
-    nbest: bool = False,
-    attention_maps: Path | None = None,
-    unit: str = "file",
-) -> bool:
-    """What ``ms2s transcribe`` and ``ms2s caption`` do with the files they found: decode them
-    with a progress bar, write JSON Lines records ``{keys[0]: path, keys[1]: text, "score"}``
-    (with ``nbest``, also ``"nbest"``, ``nbest_record``) to ``output`` (``collected_records``:
-    atomically, or the finished ones to ``<output>.partial`` on Ctrl-C), or ``path<TAB>text``
-    lines to stdout when it is None, and with ``attention_maps`` one figure per file at its
-    path relative to the files' common folder, ``.png`` appended. A file that cannot be read
-    or drawn is reported on stderr and skipped; returns whether any was."""
-    root = common_folder(files)
-    problems = []
-    bar = tqdm(total=len(files), unit=unit, file=sys.stderr, disable=None, dynamic_ncols=True)
-
-    def report(error: InputError) -> None:
-        report_skipped(error)
-        problems.append(error)
-
-    def skip(error: InputError) -> None:
-        report(error)
-        bar.update(1)
-
-    with bar, collected_records(output) as records:
-        drawing = attention_maps is not None
-        for result in decoder.results(files, batch_size, attention=drawing, skip=skip):
-            record = {keys[0]: str(result.path), keys[1]: result.text, "score": result.score}
-            records.append(record | ({"nbest": nbest_record(result)} if nbest else {}))
-            if output is None:
-                print_result(result.path, result.text)
-            if attention_maps is not None:
-                figure = attention_maps / f"{result.path.resolve().relative_to(root)}.png"
-                try:
-                    decoder.save_attention_map(result, result.path, figure)
-                except InputError as error:
-                    report(error)
-            bar.update(1)
-    return bool(problems)
-
-
-def nbest_record(result: Result) -> list[dict[str, Any]]:
-    """A result's n-best list as JSON Lines values: ``[{"text", "score"}, ...]``, best first."""
-    return [{"text": text, "score": score} for text, score in result.nbest]
-
-
-def common_folder(files: list[Path]) -> Path:
-    """The deepest folder containing every file (resolved); ``/`` for no files."""
-    if not files:
-        return Path("/")
-    return Path(os.path.commonpath([path.resolve().parent for path in files]))
 
 
 def read_windows(

@@ -13,6 +13,7 @@ read on stderr and skips it.
 import argparse
 import operator
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from multimodal_s2s.atomic_file import check_writable
 from multimodal_s2s.config import DECODING_SECTIONS, Config, split_overrides, with_nbest
 from multimodal_s2s.data.audio import SUPPORTED_AUDIO_EXTENSIONS, resampled
 from multimodal_s2s.data.base import DataSource
-from multimodal_s2s.data.files import (
-    add_batch_command_arguments,
-    find_files_reporting,
-)
+from multimodal_s2s.data.files import add_batch_command_arguments
 from multimodal_s2s.data.pauses import split_at_pauses
 from multimodal_s2s.data.sources import SOURCES
 from multimodal_s2s.errors import InputError
@@ -38,8 +35,8 @@ from multimodal_s2s.inference.decoding import (
     joined_nbest,
     load_for_decoding,
     read_windows,
-    write_results,
 )
+from multimodal_s2s.inference.file_decoding import FileKind, decode_files
 from multimodal_s2s.models.model import Seq2Seq
 from multimodal_s2s.search.beam import SearchConfig
 from multimodal_s2s.search.decode import Decoded, decode_batch
@@ -47,6 +44,7 @@ from multimodal_s2s.text import EOS_ID, Tokenizer
 
 _WINDOW_BATCHES = 4
 BATCH_SIZE = 16  # audio chunks a batch
+AUDIO_FILES = FileKind("speech", SUPPORTED_AUDIO_EXTENSIONS, "audio", "text", "file")
 # A recording: a file, or a waveform (1-D array or tensor) and its sample rate.
 AudioItem = str | Path | tuple[Any, int]
 
@@ -283,33 +281,28 @@ def transcribe(
     Raises:
         InputError: a bad option value, an unusable checkpoint or an unwritable output.
     """
-    if (beam is not None and beam < 1) or batch_size < 1:
-        raise InputError(f"--beam and --batch-size must be >= 1, got {beam} and {batch_size}")
     if max_chunk_seconds <= 0 or min_pause_seconds < 0:
         raise InputError(
             "--max-chunk-seconds must be > 0 and --min-pause-seconds >= 0, got "
             f"{max_chunk_seconds} and {min_pause_seconds}"
         )
-    if attention_maps is not None:
-        check_writable(attention_maps, folder=True)
-    model, tokenizer, config = load_for_decoding(
-        model_path, device, "speech", overrides, beam=beam, nbest=nbest
-    )
-    transcriber = Transcriber(model, tokenizer, config, max_chunk_seconds, min_pause_seconds)
-    files, failed = find_files_reporting(paths, SUPPORTED_AUDIO_EXTENSIONS, "audio")
-    if not files:
-        return 1
-    skipped = write_results(
-        transcriber,
-        files,
-        output,
-        batch_size,
-        ("audio", "text"),
-        nbest=nbest is not None,
+    return decode_files(
+        AUDIO_FILES,
+        partial(
+            Transcriber,
+            max_chunk_seconds=max_chunk_seconds,
+            min_pause_seconds=min_pause_seconds,
+        ),
+        model_path,
+        paths,
+        output=output,
+        beam=beam,
+        batch_size=batch_size,
+        device=device,
+        overrides=overrides,
+        nbest=nbest,
         attention_maps=attention_maps,
-        unit="file",
     )
-    return 1 if failed or skipped else 0
 
 
 def add_transcribe_command(commands: argparse._SubParsersAction) -> None:
