@@ -16,6 +16,10 @@ from multimodal_s2s.atomic_file import atomic_write, check_writable
 from multimodal_s2s.data.audio import audio_duration
 from multimodal_s2s.errors import InputError
 
+# A speaker this old or older (a record's ``"age"``, from ``spk2age``) counts as an adult
+# where results or splits are by age group (children under it).
+ADULT_AGE = 18
+
 
 def read_manifest(
     path: str | Path, source_key: str | None = "audio", text_key: str = "text"

@@ -14,10 +14,8 @@ import random
 import sys
 from pathlib import Path
 
-from multimodal_s2s.data.manifest import read_manifest, write_manifest
+from multimodal_s2s.data.manifest import ADULT_AGE, read_manifest, write_manifest
 from multimodal_s2s.errors import InputError
-
-ADULT_AGE = 18
 
 
 def split_by_speaker(

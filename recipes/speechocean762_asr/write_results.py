@@ -18,10 +18,9 @@ from pathlib import Path
 
 from multimodal_s2s.atomic_file import atomic_write
 from multimodal_s2s.cpu import describe_cpu
-from multimodal_s2s.data.manifest import read_manifest
+from multimodal_s2s.data.manifest import ADULT_AGE, read_manifest
 from multimodal_s2s.errors import InputError
 
-ADULT_AGE = 18
 COLUMNS = ("Snt", "Wrd", "Corr", "Sub", "Del", "Ins", "Err", "S.Err")
 
 
