@@ -1,4 +1,4 @@
-"""Write ``assets/``: the sample recordings and scene images of the README's quick start.
+"""Write ``assets/``: the sample recordings, scene images and pasted photos of the README.
 
     python scripts/make_assets.py [OUT_DIR]      (default: assets/ at the repository root)
 
@@ -12,6 +12,9 @@ Everything is made on this machine, nothing downloaded:
   corpus code (``multimodal_s2s/corpora/scenes/``) at the recipe's size and settings, byte for
   byte the images ``recipes/scenes_captioning/run.sh`` draws, with ``captions.tsv``
   (``file<TAB>caption``, the format ``ms2s import caption-tsv`` reads);
+- three real photographs with one Tux Paint stamp pasted in by hand
+  (``multimodal_s2s/corpora/scenes/photo_paste.py``: photo, object and place chosen by hand),
+  with ``photo_captions.tsv`` in the same format;
 - ``README.md``: what each file is, how it was made, and the versions of the packages that
   made it. Run again with the same packages, the script writes the same bytes.
 """
@@ -31,9 +34,15 @@ from multimodal_s2s.corpora.phone_menu.real import read_recording
 from multimodal_s2s.corpora.phone_menu.text import VOCABULARY, is_valid_label
 from multimodal_s2s.corpora.phone_menu.voices import TEST_VOICE_IDS, available_voices
 from multimodal_s2s.corpora.scenes.backgrounds import find_photos
+from multimodal_s2s.corpora.scenes.photo_paste import (
+    IMAGE_SIZE,
+    PASTED_PHOTOS,
+    PhotoPaste,
+    paste_photo,
+)
 from multimodal_s2s.corpora.scenes.prepare import IMAGE_FORMATS, plan_corpus
 from multimodal_s2s.corpora.scenes.render import SceneRenderer
-from multimodal_s2s.corpora.scenes.stamps import find_objects
+from multimodal_s2s.corpora.scenes.stamps import DEFAULT_STAMP_ROOT, find_objects
 from multimodal_s2s.data.scene_captions import format_caption
 from multimodal_s2s.errors import InputError
 
@@ -53,6 +62,7 @@ SCENE_COUNTS = {"train": 40000, "dev": 500, "test": 1000}
 SCENE_TEXTURES = 60
 SCENE_FORMAT = "jpg"
 NUM_SCENES = 3
+PHOTO_FORMAT = "jpg"  # the scenes' JPEG settings
 # Where the inputs come from: Debian packages (TTS voices, stamps, backgrounds) and the
 # Python packages whose code decides the bytes (resampling, drawing and JPEG coding).
 DEBIAN_PACKAGES = (
@@ -64,6 +74,7 @@ DEBIAN_PACKAGES = (
     "libespeak-ng1",
     "tuxpaint-stamps-default",
     "mate-backgrounds",
+    "plasma-workspace-wallpapers",
 )
 PYTHON_PACKAGES = ("pillow", "torchaudio")
 
@@ -107,6 +118,21 @@ def write_scenes(folder: Path) -> list[tuple[str, str, str]]:
     return written
 
 
+def write_photos(folder: Path) -> list[tuple[str, str, PhotoPaste, Path]]:
+    """Paste a stamp into each photo of ``PASTED_PHOTOS`` into ``folder``; ``(file, caption,
+    paste, stamp file)`` of each."""
+    pil_format, options = IMAGE_FORMATS[PHOTO_FORMAT]
+    written = []
+    for number, paste in enumerate(PASTED_PHOTOS, start=1):
+        pasted = paste_photo(paste)
+        name = f"photo-{number}.{PHOTO_FORMAT}"
+        encoded = io.BytesIO()
+        pasted.image.save(encoded, pil_format, **options)
+        _write_bytes(folder / name, encoded.getvalue())
+        written.append((name, pasted.caption, paste, pasted.stamp))
+    return written
+
+
 def package_versions() -> list[tuple[str, str, str]]:
     """``(kind, package, version)`` of ``DEBIAN_PACKAGES`` and ``PYTHON_PACKAGES``; the
     version is ``unknown`` where it cannot be found."""
@@ -134,6 +160,7 @@ def debian_version(package: str) -> str:
 def readme(
     recordings: list[tuple[str, str, str, float]],
     scenes: list[tuple[str, str, str]],
+    photos: list[tuple[str, str, PhotoPaste, Path]],
     versions: list[tuple[str, str, str]],
 ) -> str:
     """The text of ``assets/README.md``."""
@@ -169,6 +196,24 @@ def readme(
         "|---|---|---|",
         *(f"| `{n}` | {c} | {b} |" for n, c, b in scenes),
         "",
+        "## Pasted photos (`photo_captions.tsv`: file, caption)",
+        "",
+        "Real photographs with one Tux Paint stamp pasted in, as a person would in an image",
+        f"editor ({IMAGE_SIZE} x {IMAGE_SIZE} pixels, JPEG): the photo's centre square, resized,",
+        "and the object's stamp pasted with its own alpha at a place and size chosen by hand",
+        "(`multimodal_s2s/corpora/scenes/photo_paste.py`). The photos come from a Debian",
+        "wallpaper package the scene corpus never trains on. The caption is the object alone,",
+        "in the scene grammar; `recipes/scenes_captioning/run.sh` captions these files.",
+        "",
+        "| file | caption | photo (Debian package: file) | stamp (in `tuxpaint-stamps-default`) "
+        "| stamp centre (x, y) | stamp's longer side |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| `{n}` | {c} | `{p.package}`: `{p.photo}` | "
+            f"`{s.relative_to(DEFAULT_STAMP_ROOT)}` | {p.centre} | {p.side} px |"
+            for n, c, p, s in photos
+        ),
+        "",
         "## Made with",
         "",
         *(f"- {kind} `{name}` {version}" for kind, name, version in versions),
@@ -182,14 +227,17 @@ def make_assets(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     recordings = write_recordings(folder)
     scenes = write_scenes(folder)
+    photos = write_photos(folder)
     tables = {
         "transcripts.tsv": "".join(f"{n}\t{t}\n" for n, t, _, _ in recordings),
         "captions.tsv": "".join(f"{n}\t{c}\n" for n, c, _ in scenes),
-        "README.md": readme(recordings, scenes, package_versions()),
+        "photo_captions.tsv": "".join(f"{n}\t{c}\n" for n, c, _, _ in photos),
+        "README.md": readme(recordings, scenes, photos, package_versions()),
     }
     for name, text in tables.items():
         _write_bytes(folder / name, text.encode())
-    return [folder / name for name, *_ in recordings + scenes] + [folder / n for n in tables]
+    files = [name for name, *_ in recordings + scenes + photos]
+    return [folder / name for name in files] + [folder / name for name in tables]
 
 
 def _wav_bytes(audio: np.ndarray) -> bytes:

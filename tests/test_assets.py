@@ -2,7 +2,8 @@
 Python example, run as written on them with tiny models trained here on those files.
 
 Only the committed files are read: no test needs a TTS engine. The one test that draws the
-scenes again needs the Debian packages they come from and skips without them."""
+scenes and the pasted photos again needs the Debian packages they come from and skips without
+them."""
 
 import importlib.metadata
 import importlib.util
@@ -18,6 +19,7 @@ import soundfile
 from multimodal_s2s.config import load_config
 from multimodal_s2s.corpora.phone_menu.text import VOCABULARY, is_valid_label
 from multimodal_s2s.corpora.scenes.backgrounds import DEFAULT_BACKGROUND_ROOT
+from multimodal_s2s.corpora.scenes.photo_paste import IMAGE_SIZE as PHOTO_SIZE
 from multimodal_s2s.corpora.scenes.stamps import DEFAULT_STAMP_ROOT
 from multimodal_s2s.data.audio import load_audio
 from multimodal_s2s.data.caption_import import import_caption_tsv
@@ -46,20 +48,26 @@ def read_tsv(name: str) -> list[tuple[str, str]]:
 
 TRANSCRIPTS = read_tsv("transcripts.tsv")
 CAPTIONS = read_tsv("captions.tsv")
+PHOTO_CAPTIONS = read_tsv("photo_captions.tsv")
+TABLES = ["README.md", "captions.tsv", "photo_captions.tsv", "transcripts.tsv"]
+PHOTO_PACKAGE = "plasma-workspace-wallpapers"
 
 
 def test_the_assets_folder_is_small_and_every_file_is_listed():
     files = sorted(path.name for path in ASSETS.iterdir())
-    listed = [name for name, _ in TRANSCRIPTS + CAPTIONS]
-    assert files == sorted([*listed, "README.md", "captions.tsv", "transcripts.tsv"])
-    assert len(TRANSCRIPTS) >= 3 and len(CAPTIONS) >= 3
+    listed = [name for name, _ in TRANSCRIPTS + CAPTIONS + PHOTO_CAPTIONS]
+    assert files == sorted([*listed, *TABLES])
+    assert len(TRANSCRIPTS) >= 3 and len(CAPTIONS) >= 3 and len(PHOTO_CAPTIONS) == 3
     assert sum((ASSETS / name).stat().st_size for name in files) < MAX_BYTES
-    # The README's globs, sorted, meet the files in the order of the tsv files.
+    # The globs of the README and of the scenes recipe's run.sh, sorted, meet the files in
+    # the order of the tsv files.
     assert [p.name for p in sorted(ASSETS.glob("*.wav"))] == [name for name, _ in TRANSCRIPTS]
-    assert [p.name for p in sorted(ASSETS.glob("*.jpg"))] == [name for name, _ in CAPTIONS]
+    assert [p.name for p in sorted(ASSETS.glob("scene-*.jpg"))] == [n for n, _ in CAPTIONS]
+    assert [p.name for p in sorted(ASSETS.glob("photo-*.jpg"))] == [n for n, _ in PHOTO_CAPTIONS]
+    assert len(list(ASSETS.glob("*.jpg"))) == len(CAPTIONS) + len(PHOTO_CAPTIONS)
     about = (ASSETS / "README.md").read_text(encoding="utf-8")
     assert "python scripts/make_assets.py" in about
-    for name, text in TRANSCRIPTS + CAPTIONS:
+    for name, text in TRANSCRIPTS + CAPTIONS + PHOTO_CAPTIONS:
         assert f"| `{name}` | {text} |" in about
 
 
@@ -86,10 +94,23 @@ def test_a_scene_image_loads_and_its_caption_is_in_the_scene_grammar(name, capti
     assert len(parsed.objects) == 2 and format_caption(parsed) == caption
 
 
-def test_captions_tsv_is_read_by_the_caption_tsv_importer():
-    records = import_caption_tsv(ASSETS)
+@pytest.mark.parametrize(
+    ("name", "caption"), PHOTO_CAPTIONS, ids=[name for name, _ in PHOTO_CAPTIONS]
+)
+def test_a_pasted_photo_loads_and_its_caption_is_one_object_of_the_scene_grammar(name, caption):
+    image = load_image(ASSETS / name)
+    assert (image.mode, image.size) == ("RGB", (PHOTO_SIZE, PHOTO_SIZE))
+    parsed = parse_caption(caption)
+    assert len(parsed.objects) == 1 and format_caption(parsed) == caption
+
+
+@pytest.mark.parametrize(
+    ("tsv", "rows"), [(ASSETS, CAPTIONS), (ASSETS / "photo_captions.tsv", PHOTO_CAPTIONS)]
+)
+def test_the_caption_tables_are_read_by_the_caption_tsv_importer(tsv, rows):
+    records = import_caption_tsv(tsv)
     assert [(Path(r["image"]).name, r["captions"]) for r in records] == [
-        (name, [caption]) for name, caption in CAPTIONS
+        (name, [caption]) for name, caption in rows
     ]
 
 
@@ -109,13 +130,18 @@ def _installed_debian_version(package: str) -> str | None:
     return version if result.returncode == 0 and version else None
 
 
-def test_the_generator_draws_the_committed_scenes_again(tmp_path):
-    if not DEFAULT_STAMP_ROOT.is_dir() or not DEFAULT_BACKGROUND_ROOT.is_dir():
-        pytest.skip("the Debian packages tuxpaint-stamps-default and mate-backgrounds are missing")
+def test_the_generator_draws_the_committed_scenes_and_photos_again(tmp_path):
+    photo_package = _installed_debian_version(PHOTO_PACKAGE)
+    if not DEFAULT_STAMP_ROOT.is_dir() or not DEFAULT_BACKGROUND_ROOT.is_dir() or not photo_package:
+        pytest.skip(
+            "the Debian packages tuxpaint-stamps-default, mate-backgrounds and "
+            f"{PHOTO_PACKAGE} are missing"
+        )
     recorded = _recorded_versions()
     installed = {
         "tuxpaint-stamps-default": _installed_debian_version("tuxpaint-stamps-default"),
         "mate-backgrounds": _installed_debian_version("mate-backgrounds"),
+        PHOTO_PACKAGE: photo_package,
         "pillow": importlib.metadata.version("pillow"),
     }
     differing = [
@@ -130,13 +156,15 @@ def test_the_generator_draws_the_committed_scenes_again(tmp_path):
     spec.loader.exec_module(make_assets)
 
     drawn = make_assets.write_scenes(tmp_path)
+    pasted = make_assets.write_photos(tmp_path)
 
     assert [(name, caption) for name, caption, _ in drawn] == CAPTIONS
-    for name, _ in CAPTIONS:
+    assert [(name, caption) for name, caption, _, _ in pasted] == PHOTO_CAPTIONS
+    for name, _ in CAPTIONS + PHOTO_CAPTIONS:
         assert (tmp_path / name).read_bytes() == (ASSETS / name).read_bytes(), name
 
 
-# Tiny models that learn the three assets by heart in a few seconds on one CPU thread: the
+# Tiny models that learn the assets by heart in a few seconds on one CPU thread: the
 # manifest lists the assets many times, so that one epoch is many optimizer steps.
 SPEECH_MODEL = [
     "data.name=speech",
@@ -193,7 +221,9 @@ def asset_models(tmp_path_factory) -> dict[str, Path]:
     (folder / "speech").mkdir()
     (folder / "images").mkdir()
     speech = [{"audio": str(ASSETS / name), "text": text} for name, text in TRANSCRIPTS]
-    images = [{"image": str(ASSETS / name), "caption": text} for name, text in CAPTIONS]
+    images = [
+        {"image": str(ASSETS / name), "caption": text} for name, text in CAPTIONS + PHOTO_CAPTIONS
+    ]
     return {
         "speech": _learn_by_heart(folder / "speech", SPEECH_MODEL, speech),
         "images": _learn_by_heart(folder / "images", IMAGE_MODEL, images),
@@ -227,5 +257,7 @@ def test_the_readme_python_example_transcribes_and_captions_the_assets(
     exec(compile(code, "README.md", "exec"), {})
 
     printed = capsys.readouterr().out.splitlines()
-    expected = [f"assets/{name} {text}" for name, text in TRANSCRIPTS + CAPTIONS]
+    # The README captions every image of assets/: the scenes and the pasted photos.
+    images = sorted(CAPTIONS + PHOTO_CAPTIONS)
+    expected = [f"assets/{name} {text}" for name, text in TRANSCRIPTS + images]
     assert printed == expected
