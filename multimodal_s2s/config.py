@@ -47,11 +47,15 @@ MOVED_KEYS = {
 class TokenizerConfig:
     """The output units. "char" and "word" keep every unit seen ``min_count`` times in the
     training text; "unigram" and "bpe" train a sentencepiece model of ``vocab_size`` pieces
-    (the 4 special tokens included) on it when a run starts, saved inside the checkpoint."""
+    (the 4 special tokens included) on it when a run starts, saved inside the checkpoint.
+    ``text`` names a text file (one sentence a line) to build them from instead of the
+    training transcripts: for a model pretrained on one corpus and fine-tuned on another
+    (``train.init_from``), the units of both corpora's sentences."""
 
     kind: TokenizerKind = "char"
     min_count: int = 1
     vocab_size: int = 256
+    text: str = ""
 
     def __post_init__(self) -> None:
         if self.min_count < 1:

@@ -210,3 +210,32 @@ def test_transcribe_decodes_with_the_checkpoints_subword_model(tmp_path):
     assert main([*argv, "--output", str(output), "--device", "cpu"]) == 0
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert [line["text"] for line in lines] == [r["hyp"] for r in evaluation.records]
+
+
+def test_tokenizer_text_builds_the_subword_model_from_that_file(tmp_path):
+    # The toy corpus' sentences plus text the training data never holds: the pieces come
+    # from the file, so they differ from a model trained on the training text alone.
+    overrides = BPE + ["data.num_train=16", "data.num_dev=2", "train.epochs=1"]
+    own = Trainer(load_config(None, overrides), tmp_path / "a", False, resume=False)
+    toy_texts = own.data.texts("train")
+    text = tmp_path / "sentences.txt"
+    text.write_text("\n".join(toy_texts + TEXTS) + "\n", encoding="utf-8")
+    run = Trainer(
+        load_config(None, overrides + [f"tokenizer.text={text}"]), tmp_path / "b", False, False
+    )
+    assert run.tokenizer.model == Tokenizer.build(toy_texts + TEXTS, "bpe", 1, 28).model
+    assert run.tokenizer.model != own.tokenizer.model
+
+
+def test_tokenizer_text_missing_or_lacking_units_is_a_one_line_error(tmp_path):
+    overrides = BPE + ["data.num_train=16", "data.num_dev=2"]
+    missing = tmp_path / "missing.txt"
+    with pytest.raises(InputError, match=f"tokenizer.text {missing}: cannot read it"):
+        Trainer(
+            load_config(None, overrides + [f"tokenizer.text={missing}"]), tmp_path, False, False
+        )
+    narrow = tmp_path / "narrow.txt"
+    narrow.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    char = ["tokenizer.kind=char", f"tokenizer.text={narrow}", "data.num_train=16"]
+    with pytest.raises(InputError, match=r"tokenizer.text .*narrow.txt: the training text holds"):
+        Trainer(load_config(None, char), tmp_path / "c", False, False)

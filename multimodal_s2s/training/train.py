@@ -532,9 +532,29 @@ class Trainer:
 
 def _build_tokenizer(texts: list[str], config: Config) -> Tokenizer:
     """The vocabulary (or subword model) ``config.tokenizer`` asks for, from the training
-    text."""
+    ``texts`` or from the file ``tokenizer.text`` names, which must then give every unit of
+    ``texts``.
+
+    Raises:
+        InputError: the file cannot be read, or lacks units of the training text.
+    """
     settings = config.tokenizer
-    return Tokenizer.build(texts, settings.kind, settings.min_count, settings.vocab_size)
+    if not settings.text:
+        return Tokenizer.build(texts, settings.kind, settings.min_count, settings.vocab_size)
+    try:
+        lines = Path(settings.text).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"tokenizer.text {settings.text}: cannot read it ({error})") from None
+    sentences = [line.strip() for line in lines if line.strip()]
+    tokenizer = Tokenizer.build(sentences, settings.kind, settings.min_count, settings.vocab_size)
+    unknown = tokenizer.unknown_units(texts)
+    if unknown:
+        shown = " ".join(repr(unit) for unit in unknown[:10])
+        raise InputError(
+            f"tokenizer.text {settings.text}: the training text holds {len(unknown)} units "
+            f"its vocabulary lacks ({shown})"
+        )
+    return tokenizer
 
 
 def _tensorboard_writer(folder: Path):
