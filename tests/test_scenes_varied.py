@@ -1,6 +1,6 @@
 """Tests of the scene corpus' varied composition (corpora/scenes/varied.py), its background
-sources (backgrounds.find_package_photos, the varied texture kinds) and ``prepare
---composition varied``."""
+sources (backgrounds.find_package_photos, the varied texture kinds), ``prepare
+--composition varied`` and ``--composition mixed``."""
 
 import ast
 import hashlib
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import multimodal_s2s.corpora.scenes.prepare as prepare
 import multimodal_s2s.corpora.scenes.varied as varied
 from multimodal_s2s.corpora.scenes.backgrounds import (
     DEFAULT_BACKGROUND_ROOT,
@@ -22,9 +23,13 @@ from multimodal_s2s.corpora.scenes.backgrounds import (
     package_files,
     render_texture,
 )
-from multimodal_s2s.corpora.scenes.independent import BACKGROUND_PACKAGES, package_images
+from multimodal_s2s.corpora.scenes.independent import (
+    BACKGROUND_PACKAGES,
+    package_images,
+    prepare_independent,
+)
 from multimodal_s2s.corpora.scenes.plan import SceneSpec
-from multimodal_s2s.corpora.scenes.prepare import main, prepare_corpus
+from multimodal_s2s.corpora.scenes.prepare import main, prepare_corpus, write_mixed_dev
 from multimodal_s2s.corpora.scenes.varied import MIN_VISIBLE_FRACTION, VariedRenderer
 from multimodal_s2s.data.manifest import read_manifest
 from multimodal_s2s.data.scene_captions import LEFT, format_caption, parse_caption
@@ -340,3 +345,53 @@ def test_prepare_writes_the_mixed_dev_set(inputs: tuple[Path, Path], tmp_path: P
     dev = (out / "dev.jsonl").read_text().splitlines()
     independent_dev = (out / "independent_dev.jsonl").read_text().splitlines()
     assert mixed == dev + independent_dev and len(mixed) == 7
+
+
+def _rows(path: Path) -> list[tuple[bytes, dict]]:
+    """Each manifest row's image file bytes and the row without its image path."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [(Path(row.pop("image")).read_bytes(), row) for row in rows]
+
+
+def test_prepare_mixed_corpus_draws_half_the_training_scenes_each_way(
+    inputs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training scenes 0-3 of a mixed corpus are the classic corpus' (same settings: no
+    package photos), 4-7 the varied corpus', byte for byte; dev and test are the classic
+    corpus'; dev_mixed.jsonl is written; a mixed corpus and another never share a folder."""
+    stamps, backgrounds = inputs
+    package_photos = {f"package/fake/{name}": backgrounds / "moss.jpg" for name in ("a", "b")}
+    monkeypatch.setattr(prepare, "find_package_photos", lambda packages: package_photos)
+    sizes = {"image_size": 32, "num_train": 8, "num_dev": 2, "num_test": 2}
+    kwargs = {"stamp_root": stamps, "background_root": backgrounds, "jobs": 1, **sizes}
+    parts = {
+        composition: prepare_corpus(tmp_path / composition, composition=composition, **kwargs)
+        for composition in ("classic", "varied", "mixed")
+    }
+    out = tmp_path / "mixed"
+    independent = {"independent_dev": 2, "independent_test": 1}
+    manifests = parts["mixed"] | prepare_independent(
+        out, parts["mixed"], independent, 0, 32, stamp_root=stamps, background_root=backgrounds
+    )
+    write_mixed_dev(out, manifests)
+    classic, varied_rows = _rows(parts["classic"]["train"]), _rows(parts["varied"]["train"])
+    mixed = _rows(out / "train.jsonl")
+    assert mixed[:4] == classic[:4] and mixed[4:] == varied_rows[4:]
+    assert "composition" in mixed[4][1] and "composition" not in mixed[3][1]
+    assert [image for image, _ in classic[4:]] != [image for image, _ in varied_rows[4:]]
+    for split in ("dev", "test"):
+        assert _rows(out / f"{split}.jsonl") == _rows(parts["classic"][split])
+    lines = {
+        name: (out / f"{name}.jsonl").read_text().splitlines()
+        for name in ("dev", "independent_dev", "dev_mixed")
+    }
+    assert lines["dev_mixed"] == lines["dev"] + lines["independent_dev"]
+    assert len(lines["dev_mixed"]) == 4
+    settings = json.loads((out / "corpus.json").read_text())["settings"]
+    assert settings["composition"] == "mixed" and settings["varied_from"] == 4
+    assert settings["num_textures"] == {"classic": 60, "varied": 156}
+    assert settings["composition_parameters"] == varied.parameters()
+    with pytest.raises(InputError, match="holds a classic corpus"):
+        prepare_corpus(tmp_path / "classic", composition="mixed", **kwargs)
+    with pytest.raises(InputError, match="holds a mixed corpus"):
+        prepare_corpus(out, composition="varied", **kwargs)

@@ -28,10 +28,13 @@ from PIL import Image, ImageChops
 from multimodal_s2s.checkpoint import load_model
 from multimodal_s2s.corpora.scenes.backgrounds import find_package_photos, find_photos
 from multimodal_s2s.corpora.scenes.plan import SceneSpec
-from multimodal_s2s.corpora.scenes.prepare import CORPUS_VERSION, plan_corpus
-from multimodal_s2s.corpora.scenes.render import RenderedScene, SceneRenderer
+from multimodal_s2s.corpora.scenes.prepare import (
+    CORPUS_VERSION,
+    CompositionRenderer,
+    plan_corpus,
+)
+from multimodal_s2s.corpora.scenes.render import RenderedScene
 from multimodal_s2s.corpora.scenes.stamps import find_objects
-from multimodal_s2s.corpora.scenes.varied import VariedRenderer
 from multimodal_s2s.data.image import build_image_transform, load_image
 from multimodal_s2s.data.scene_captions import (
     LEFT,
@@ -100,12 +103,10 @@ class _SceneGeometry:
                 f"{CORPUS_VERSION}"
             )
         photos = find_photos()
-        renderer = SceneRenderer
-        if settings.get("composition") == "varied":  # prepare --composition varied
+        if "composition" in settings:  # prepare --composition varied or mixed
             photos |= find_package_photos()
-            renderer = VariedRenderer
         self.plan = plan_corpus(find_objects(), photos, settings)
-        self.renderer = renderer(settings["image_size"], settings["seed"], photos)
+        self.renderer = CompositionRenderer(settings["image_size"], settings["seed"], photos)
         self.image_size = settings["image_size"]
         self.image_format = settings["image_format"]
 

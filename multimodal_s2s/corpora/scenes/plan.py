@@ -28,12 +28,14 @@ Pair = tuple[str, str]
 
 
 class SceneSpec(NamedTuple):
-    """One scene to render: object names with the stamp drawn for each, and a background id."""
+    """One scene to render: object names with the stamp drawn for each, a background id, and
+    the composition that draws it (``"classic"``: :mod:`.render`, ``"varied"``: :mod:`.varied`)."""
 
     id: str
     objects: tuple[str, ...]
     stamps: tuple[Path, ...]
     background: str
+    composition: str = "classic"
 
 
 def split_backgrounds(
@@ -77,8 +79,10 @@ def plan_scenes(
     backgrounds: dict[str, dict[str, list[str]]],
     counts: dict[str, int],
     seed: int,
+    composition: str = "classic",
 ) -> dict[str, list[SceneSpec]]:
-    """The scenes of every split, reproducible from ``seed``.
+    """The scenes of every split, reproducible from ``seed``, each to be drawn in
+    ``composition`` (which changes nothing else of the plan).
 
     ``objects`` maps names to stamp files, ``backgrounds`` is :func:`split_backgrounds`'s
     result and ``counts`` gives the number of scenes per split.
@@ -102,6 +106,7 @@ def plan_scenes(
                 objects=group,
                 stamps=tuple(rng.choice(objects[name]) for name in group),
                 background=_choose_background(backgrounds[split], rng),
+                composition=composition,
             )
             for index, group in enumerate(groups[split])
         ]

@@ -11,8 +11,13 @@ Re-running with the same settings and inputs returns at once; any change rebuild
 sizes, aspect, rotation, occlusion, edges, shadows, lighting, blur, noise and JPEG quality,
 over the photos of more Debian packages and more texture kinds; its rows add
 ``composition``, the scene's random choices); the default ``classic`` draws the corpus as
-it always has (the same files, byte for byte). A folder holds one composition: building the
-other into it is refused.
+it always has (the same files, byte for byte). ``--composition mixed`` draws the training
+scenes before ``num_train // 2`` as the classic corpus of the same settings does and the
+rest as the varied one does (each scene planned and drawn as there, byte for byte), and dev
+and test as the classic corpus: every planned scene drawn once, half of them each way, the
+mix whose model named the most independently composited objects
+(``recipes/scenes_captioning/experiments.md``, "Issue 40, item 2"). A folder holds one
+composition: building another into it is refused.
 
 ``--num-independent-dev N --num-independent-test M`` also write the independently
 composited splits ``independent_dev.jsonl`` and ``independent_test.jsonl``
@@ -47,7 +52,7 @@ from multimodal_s2s.corpora.scenes.backgrounds import (
 )
 from multimodal_s2s.corpora.scenes.independent import prepare_independent
 from multimodal_s2s.corpora.scenes.plan import SPLITS, SceneSpec, plan_scenes, split_backgrounds
-from multimodal_s2s.corpora.scenes.render import SceneRenderer
+from multimodal_s2s.corpora.scenes.render import RenderedScene, SceneRenderer
 from multimodal_s2s.corpora.scenes.stamps import DEFAULT_STAMP_ROOT, find_objects
 from multimodal_s2s.corpora.scenes.varied import VariedRenderer
 from multimodal_s2s.data.manifest import write_manifest
@@ -56,9 +61,11 @@ from multimodal_s2s.errors import InputError
 
 CORPUS_VERSION = 3  # 3: a tenth of the training scenes hold one object (plan.SINGLE_FRACTION)
 IMAGE_FORMATS = {"jpg": ("JPEG", {"quality": 95, "subsampling": 0}), "png": ("PNG", {})}
-COMPOSITIONS = ("classic", "varied")
+COMPOSITIONS = ("classic", "varied", "mixed")
 # Generated textures by default: as many per kind in both compositions (varied has more kinds).
 DEFAULT_TEXTURES = {"classic": 60, "varied": 12 * len(VARIED_TEXTURE_KINDS)}
+# The compositions a mixed corpus draws its training scenes from, in index order.
+MIXED_PARTS = ("classic", "varied")
 MIXED_DEV = "dev_mixed.jsonl"
 _BATCH_SIZE = 50
 _MARKER = "corpus.json"
@@ -72,10 +79,9 @@ class _Job(NamedTuple):
     photos: dict[str, Path]
     image_dir: Path
     image_format: str
-    composition: str
 
 
-# Set in each rendering process by _start_worker: the _Job and its SceneRenderer.
+# Set in each rendering process by _start_worker: the _Job and its CompositionRenderer.
 _worker_state: dict = {}
 
 
@@ -100,21 +106,21 @@ def prepare_corpus(
 
     Images go to ``out_dir/images/<split>/<id>.<image_format>`` (square, side ``image_size``).
     The output depends only on the arguments other than ``jobs`` and ``progress``, and on
-    the stamp and background files (for ``composition="varied"``, also those of the Debian
-    packages of ``background_packages``, by default ``backgrounds.PACKAGE_BACKGROUNDS``).
-    ``num_textures``: by default ``DEFAULT_TEXTURES[composition]``.
+    the stamp and background files (for ``composition="varied"`` or ``"mixed"``, also those
+    of the Debian packages of ``background_packages``, by default
+    ``backgrounds.PACKAGE_BACKGROUNDS``). ``num_textures``: by default
+    ``DEFAULT_TEXTURES[composition]``; a mixed corpus plans each part with that part's
+    (``num_textures`` or its default), as that part's own corpus does.
     """
     if composition not in COMPOSITIONS:
         raise InputError(f"composition must be one of {COMPOSITIONS}, got {composition!r}")
-    if num_textures is None:
-        num_textures = DEFAULT_TEXTURES[composition]
     minimums = {
         "image_size": (image_size, 8),
         "num_train": (num_train, 1),
         "num_dev": (num_dev, 0),
         "num_test": (num_test, 0),
         "jobs": (jobs, 1),
-        "num_textures": (num_textures, 0),
+        "num_textures": (0 if num_textures is None else num_textures, 0),
     }
     _check_arguments(minimums, image_format)
     out_dir = out_dir.resolve()
@@ -122,14 +128,14 @@ def prepare_corpus(
     photos = find_photos(background_root)
     if background_packages is None:
         background_packages = PACKAGE_BACKGROUNDS
-    if composition == "varied":
+    if composition != "classic":
         photos |= find_package_photos(background_packages)
     settings = {
         "version": CORPUS_VERSION,
         "seed": seed,
         "image_size": image_size,
         "counts": {"train": num_train, "dev": num_dev, "test": num_test},
-        "num_textures": num_textures,
+        "num_textures": _texture_counts(composition, num_textures),
         "image_format": image_format,
         "inputs": _fingerprint(objects, photos),
     }
@@ -137,13 +143,15 @@ def prepare_corpus(
         settings["composition"] = composition
         settings["composition_parameters"] = varied.parameters()
         settings["packages"] = sorted(background_packages)
+    if composition == "mixed":  # the first training scene drawn varied
+        settings["varied_from"] = num_train // 2
     manifests = {split: out_dir / f"{split}.jsonl" for split in SPLITS}
     _check_composition(out_dir / _MARKER, composition)
     if _is_cached(out_dir / _MARKER, settings, manifests):
         return manifests
     (out_dir / _MARKER).unlink(missing_ok=True)
     plan = plan_corpus(objects, photos, settings)
-    job = _Job(image_size, seed, photos, out_dir / "images", image_format, composition)
+    job = _Job(image_size, seed, photos, out_dir / "images", image_format)
     rows = _render_all(plan, job, jobs, progress)
     for split in SPLITS:
         write_manifest(rows[split], manifests[split])
@@ -156,11 +164,53 @@ def plan_corpus(
     objects: dict[str, list[Path]], photos: dict[str, Path], settings: dict
 ) -> dict[str, list[SceneSpec]]:
     """The scenes of every split of the corpus that ``settings`` (as ``prepare_corpus``
-    records them in the corpus folder) describes; the same plan each time."""
-    rng = random.Random(f"{settings['seed']}/backgrounds")
-    kinds = VARIED_TEXTURE_KINDS if settings.get("composition") == "varied" else TEXTURE_KINDS
-    pools = split_backgrounds(list(photos), texture_ids(settings["num_textures"], kinds), rng)
-    return plan_scenes(objects, pools, settings["counts"], settings["seed"])
+    records them in the corpus folder) describes; the same plan each time.
+
+    ``photos``: the photo backgrounds the corpus was built from (MATE's, and for a varied
+    or mixed corpus the packages' too). A mixed corpus' scenes are those of its parts'
+    plans: training scenes before ``varied_from`` and dev and test of the classic plan
+    (without the packages' photos, as a classic corpus), the other training scenes of the
+    varied plan.
+    """
+    composition = settings.get("composition", "classic")
+    if composition != "mixed":
+        return _plan_composition(objects, photos, settings, composition)
+    classic_photos = {bid: path for bid, path in photos.items() if not bid.startswith("package/")}
+    parts = {
+        part: _plan_composition(
+            objects,
+            classic_photos if part == "classic" else photos,
+            {**settings, "num_textures": settings["num_textures"][part]},
+            part,
+        )
+        for part in MIXED_PARTS
+    }
+    start = settings["varied_from"]
+    return {
+        "train": parts["classic"]["train"][:start] + parts["varied"]["train"][start:],
+        "dev": parts["classic"]["dev"],
+        "test": parts["classic"]["test"],
+    }
+
+
+class CompositionRenderer:
+    """Draws each planned scene in its own composition (``SceneSpec.composition``): classic
+    with :class:`.render.SceneRenderer`, varied with :class:`.varied.VariedRenderer`, each
+    made on first use (a classic corpus may have smaller images than the varied composition
+    draws)."""
+
+    def __init__(self, image_size: int, seed: int, photo_files: dict[str, Path]) -> None:
+        self.image_size = image_size
+        self.seed = seed
+        self.photo_files = photo_files
+        self._renderers: dict[str, SceneRenderer | VariedRenderer] = {}
+
+    def render(self, spec: SceneSpec) -> RenderedScene:
+        """The scene as its composition draws it (``composition`` set for a varied one)."""
+        if spec.composition not in self._renderers:
+            kind = VariedRenderer if spec.composition == "varied" else SceneRenderer
+            self._renderers[spec.composition] = kind(self.image_size, self.seed, self.photo_files)
+        return self._renderers[spec.composition].render(spec)
 
 
 def write_mixed_dev(out_dir: Path, manifests: dict[str, Path]) -> Path | None:
@@ -195,14 +245,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--num-textures",
         type=int,
-        help="generated texture backgrounds (default: 60 classic, 156 varied)",
+        help="generated texture backgrounds (default: 60 classic, 156 varied; mixed: each "
+        "part its own)",
     )
     parser.add_argument("--image-format", choices=sorted(IMAGE_FORMATS), default="jpg")
     parser.add_argument(
         "--composition",
         choices=COMPOSITIONS,
         default="classic",
-        help="how scenes are drawn: classic (as always) or varied (varied.py)",
+        help="how scenes are drawn: classic (as always), varied (varied.py), or mixed "
+        "(training scenes half classic, half varied; dev and test classic)",
     )
     parser.add_argument("--num-independent-dev", type=int, default=0)
     parser.add_argument("--num-independent-test", type=int, default=0)
@@ -250,7 +302,7 @@ def _check_arguments(minimums: dict[str, tuple[int, int]], image_format: str) ->
 
 
 def _check_composition(marker: Path, composition: str) -> None:
-    """Refuse to build one composition into a folder that holds the other."""
+    """Refuse to build one composition into a folder that holds another."""
     if not marker.is_file():
         return
     try:
@@ -262,6 +314,24 @@ def _check_composition(marker: Path, composition: str) -> None:
             f"{marker.parent} holds a {found} corpus; draw the {composition} one into "
             "another folder"
         )
+
+
+def _texture_counts(composition: str, num_textures: int | None) -> int | dict[str, int]:
+    """The settings' ``num_textures``: the count given, else the composition's default; for
+    a mixed corpus, that of each part (``MIXED_PARTS``)."""
+    if composition == "mixed":
+        return {part: _texture_counts(part, num_textures) for part in MIXED_PARTS}
+    return DEFAULT_TEXTURES[composition] if num_textures is None else num_textures
+
+
+def _plan_composition(
+    objects: dict[str, list[Path]], photos: dict[str, Path], settings: dict, composition: str
+) -> dict[str, list[SceneSpec]]:
+    """The plan of a corpus of one composition, classic or varied (their texture kinds)."""
+    rng = random.Random(f"{settings['seed']}/backgrounds")
+    kinds = VARIED_TEXTURE_KINDS if composition == "varied" else TEXTURE_KINDS
+    pools = split_backgrounds(list(photos), texture_ids(settings["num_textures"], kinds), rng)
+    return plan_scenes(objects, pools, settings["counts"], settings["seed"], composition)
 
 
 def _fingerprint(objects: dict[str, list[Path]], photos: dict[str, Path]) -> str:
@@ -316,15 +386,14 @@ def _render_all(
 
 def _start_worker(job: _Job) -> None:
     _worker_state["job"] = job
-    renderer = VariedRenderer if job.composition == "varied" else SceneRenderer
-    _worker_state["renderer"] = renderer(job.image_size, job.seed, job.photos)
+    _worker_state["renderer"] = CompositionRenderer(job.image_size, job.seed, job.photos)
 
 
 def _render_batch(batch: tuple[str, list[SceneSpec]]) -> list[dict]:
     """Render and save one batch of scenes of a split; their manifest rows."""
     split, specs = batch
     job: _Job = _worker_state["job"]
-    renderer: SceneRenderer | VariedRenderer = _worker_state["renderer"]
+    renderer: CompositionRenderer = _worker_state["renderer"]
     pil_format, options = IMAGE_FORMATS[job.image_format]
     rows = []
     for spec in specs:
