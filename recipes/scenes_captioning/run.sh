@@ -7,30 +7,31 @@
 #
 #   bash recipes/scenes_captioning/run.sh [dotted config overrides...]
 #
-# Environment: MS2S_VENV (default ~/.venvs/ms2s), SCENES_COMPOSITION (how the corpus is drawn:
-# classic, the default; varied, multimodal_s2s/corpora/scenes/varied.py; or mixed, the first
-# half of the training scenes classic and the rest varied, dev and test classic), SCENES_CACHE
-# (corpus folder, default cache/scenes, or cache/scenes-varied or cache/scenes-mixed),
-# SCENES_OUT (run folder, default exp/scenes_captioning, or exp/scenes_captioning-varied or
-# exp/scenes_captioning-mixed), PROCESSES (data-parallel training processes without a GPU,
-# default 2).
+# Environment: MS2S_VENV (default ~/.venvs/ms2s), SCENES_COMPOSITION (how the training scenes
+# are drawn: mixed, the default, the first half classic and the rest varied, dev and test
+# classic; classic, multimodal_s2s/corpora/scenes/render.py; or varied,
+# multimodal_s2s/corpora/scenes/varied.py), SCENES_CACHE (corpus folder, default
+# cache/scenes-mixed, cache/scenes or cache/scenes-varied), SCENES_OUT (run folder, default
+# exp/scenes_captioning, exp/scenes_captioning-classic or exp/scenes_captioning-varied),
+# PROCESSES (data-parallel training processes without a GPU, default 2).
 # Re-running reuses the cached corpus and resumes or reuses training.
 set -euo pipefail
 recipe="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$recipe/../.."
 venv="${MS2S_VENV:-$HOME/.venvs/ms2s}"
 # Each composition has its own corpus and run folders, so they never mix (prepare also
-# refuses to draw one into a folder holding another). The varied and mixed paths choose
-# checkpoints on dev_mixed.jsonl: dev and independent_dev, scenes composited both ways.
-composition="${SCENES_COMPOSITION:-classic}"
+# refuses to draw one into a folder holding another). The mixed and varied paths choose
+# checkpoints on dev_mixed.jsonl: dev and independent_dev, scenes composited both ways
+# (mixed: the most independently composited objects named; experiments.md, "Issue 40").
+composition="${SCENES_COMPOSITION:-mixed}"
 case "$composition" in
-  classic) cache="${SCENES_CACHE:-cache/scenes}" out="${SCENES_OUT:-exp/scenes_captioning}"
-    select_dev=dev.jsonl ;;
+  mixed) cache="${SCENES_CACHE:-cache/scenes-mixed}" out="${SCENES_OUT:-exp/scenes_captioning}"
+    select_dev=dev_mixed.jsonl ;;
+  classic) cache="${SCENES_CACHE:-cache/scenes}"
+    out="${SCENES_OUT:-exp/scenes_captioning-classic}" select_dev=dev.jsonl ;;
   varied) cache="${SCENES_CACHE:-cache/scenes-varied}"
     out="${SCENES_OUT:-exp/scenes_captioning-varied}" select_dev=dev_mixed.jsonl ;;
-  mixed) cache="${SCENES_CACHE:-cache/scenes-mixed}"
-    out="${SCENES_OUT:-exp/scenes_captioning-mixed}" select_dev=dev_mixed.jsonl ;;
-  *) echo "error: SCENES_COMPOSITION must be classic, varied or mixed, got '$composition'" >&2
+  *) echo "error: SCENES_COMPOSITION must be mixed, classic or varied, got '$composition'" >&2
     exit 1 ;;
 esac
 # One intra-op thread per process: two threads plus the image-loading worker on 2 cores run
