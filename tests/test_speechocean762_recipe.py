@@ -197,3 +197,4 @@ def test_the_recipe_runs_end_to_end_on_a_few_dozen_real_utterances(tmp_path):
     results = (tmp_path / "exp" / "results.md").read_text()
     assert "|decode_beam8/test|10|" in results and "|decode_greedy/fsdd|4|4|" in results
     assert "|beam8|" in results and "|greedy|" in results  # WER by age, both decodings
+    assert (tmp_path / "exp.lm" / "best.pt").is_file()  # the language model beam 8 fuses
