@@ -5,6 +5,7 @@ import torch
 
 from multimodal_s2s.config import load_config
 from multimodal_s2s.models.model import build_model
+from multimodal_s2s.training.language_model import LanguageModelRunConfig
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -25,3 +26,10 @@ def test_captioning_recipe_switches_to_resnet_by_name(overrides, side):
     model = build_model(config, 40).eval()
     memory = model.encode(torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)).memory
     assert memory.shape == (1, side * side, config.encoder.output_dim)
+
+
+def test_the_speechocean762_language_model_config_loads_and_uses_the_models_units():
+    config = load_config(RECIPES / "speechocean762_asr" / "lm.yaml", [], LanguageModelRunConfig)
+    speech = load_config(RECIPES / "speechocean762_asr" / "config.yaml", [])
+    assert config.tokenizer.kind == speech.tokenizer.kind == "char"
+    assert (config.model.num_layers, config.model.hidden_dim) == (2, 256)
