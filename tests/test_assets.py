@@ -86,22 +86,18 @@ def test_a_recording_is_16_khz_mono_16_bit_speech_of_a_phone_menu_phrase(name, t
     assert is_valid_label(text) and set(text.split()) <= VOCABULARY
 
 
-@pytest.mark.parametrize(("name", "caption"), CAPTIONS, ids=[name for name, _ in CAPTIONS])
-def test_a_scene_image_loads_and_its_caption_is_in_the_scene_grammar(name, caption):
-    image = load_image(ASSETS / name)
-    assert (image.mode, image.size) == ("RGB", (SCENE_SIZE, SCENE_SIZE))
-    parsed = parse_caption(caption)
-    assert len(parsed.objects) == 2 and format_caption(parsed) == caption
-
-
 @pytest.mark.parametrize(
-    ("name", "caption"), PHOTO_CAPTIONS, ids=[name for name, _ in PHOTO_CAPTIONS]
+    ("name", "caption", "side", "objects"),
+    [(name, caption, SCENE_SIZE, 2) for name, caption in CAPTIONS]
+    + [(name, caption, PHOTO_SIZE, 1) for name, caption in PHOTO_CAPTIONS],
+    ids=[name for name, _ in CAPTIONS + PHOTO_CAPTIONS],
 )
-def test_a_pasted_photo_loads_and_its_caption_is_one_object_of_the_scene_grammar(name, caption):
+def test_an_image_loads_and_its_caption_is_in_the_scene_grammar(name, caption, side, objects):
+    # scenes: two objects at the recipe's size; pasted photos: the one pasted object
     image = load_image(ASSETS / name)
-    assert (image.mode, image.size) == ("RGB", (PHOTO_SIZE, PHOTO_SIZE))
+    assert (image.mode, image.size) == ("RGB", (side, side))
     parsed = parse_caption(caption)
-    assert len(parsed.objects) == 1 and format_caption(parsed) == caption
+    assert len(parsed.objects) == objects and format_caption(parsed) == caption
 
 
 @pytest.mark.parametrize(

@@ -201,13 +201,8 @@ class Trainer:
     def _check_units(self, texts: list[str]) -> None:
         """Every unit of the training ``texts`` must be in the vocabulary that the
         ``train.init_from`` checkpoint brought (when the run starts and when it resumes)."""
-        unknown = self.tokenizer.unknown_units(texts, self.config.tokenizer.min_count)
-        if unknown:
-            shown = " ".join(repr(unit) for unit in unknown[:10])
-            raise InputError(
-                f"train.init_from {self.config.train.init_from}: the training text holds "
-                f"{len(unknown)} units its vocabulary lacks ({shown})"
-            )
+        source = f"train.init_from {self.config.train.init_from}"
+        _require_units(self.tokenizer, texts, self.config.tokenizer.min_count, source)
 
     @property
     def _autocast_dtype(self) -> torch.dtype | None:
@@ -547,14 +542,19 @@ def _build_tokenizer(texts: list[str], config: Config) -> Tokenizer:
         raise InputError(f"tokenizer.text {settings.text}: cannot read it ({error})") from None
     sentences = [line.strip() for line in lines if line.strip()]
     tokenizer = Tokenizer.build(sentences, settings.kind, settings.min_count, settings.vocab_size)
-    unknown = tokenizer.unknown_units(texts)
+    _require_units(tokenizer, texts, settings.min_count, f"tokenizer.text {settings.text}")
+    return tokenizer
+
+
+def _require_units(tokenizer: Tokenizer, texts: list[str], min_count: int, source: str) -> None:
+    """Raise an ``InputError`` naming ``source`` (where ``tokenizer`` came from) when the
+    training ``texts`` hold units seen ``min_count`` times that it cannot write."""
+    unknown = tokenizer.unknown_units(texts, min_count)
     if unknown:
         shown = " ".join(repr(unit) for unit in unknown[:10])
         raise InputError(
-            f"tokenizer.text {settings.text}: the training text holds {len(unknown)} units "
-            f"its vocabulary lacks ({shown})"
+            f"{source}: the training text holds {len(unknown)} units its vocabulary lacks ({shown})"
         )
-    return tokenizer
 
 
 def _tensorboard_writer(folder: Path):
