@@ -21,7 +21,12 @@ from multimodal_s2s.data.scene_captions import (
     describe,
     parse_caption,
 )
-from multimodal_s2s.data.scene_scoring import exact_match, object_accuracy, relation_accuracy
+from multimodal_s2s.data.scene_scoring import (
+    exact_match,
+    named_slots,
+    object_accuracy,
+    relation_accuracy,
+)
 from multimodal_s2s.errors import InputError
 
 REAL_STAMPS = Path("/usr/share/tuxpaint/stamps")
@@ -477,6 +482,16 @@ def test_scores_of_partly_wrong_hypotheses() -> None:
     assert object_accuracy(hyps, REFS) == 1.0
     assert relation_accuracy(hyps, REFS) == 0.5
     assert exact_match(hyps, REFS) == pytest.approx(2 / 3)
+
+
+def test_named_slots_are_the_object_accuracy_of_one_caption() -> None:
+    assert named_slots("an owl above a dog", "a dog above an owl") == [False, False]
+    assert named_slots("a dog above a fox", "a dog above an owl") == [True, False]
+    assert named_slots("an owl", "an apple to the left of an owl") == [False, False]
+    assert named_slots("an apple", "an apple to the left of an owl") == [True, False]
+    assert named_slots("gibberish", "an owl") == [False]
+    with pytest.raises(InputError, match="outside the scene grammar"):
+        named_slots("a dog", "dog dog")
 
 
 def test_relation_accuracy_without_pairs_is_nan_and_bad_input_raises() -> None:

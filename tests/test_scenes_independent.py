@@ -247,6 +247,11 @@ def test_prepare_writes_independent_splits_on_the_dev_and_test_pairs(
         assert {row["background"] for row in rows} <= set(pools[split])
         for row in rows:
             assert parse_caption(row["caption"]).objects == row["objects"]
+            assert len(row["sizes"]) == len(row["centres"]) == 2
+            for (x, y), (width, height) in zip(row["centres"], row["sizes"], strict=True):
+                assert 0 <= x - width / 2 and x + width / 2 <= 48  # the box inside the image
+                assert 0 <= y - height / 2 and y + height / 2 <= 48
+                assert 0.2 * 48 - 1 <= max(width, height) <= 0.5 * 48 + 1
             with Image.open(row["image"]) as image:
                 assert image.size == (48, 48) and image.format == "JPEG"
     marker = both / "independent.json"

@@ -18,11 +18,19 @@ def object_accuracy(hyps: list[str], refs: list[str]) -> float:
     :func:`exact_match`).
     """
     pairs = _parse_pairs(hyps, refs)
-    correct = sum(
-        sum(i < len(hyp.objects) and hyp.objects[i] == name for i, name in enumerate(ref.objects))
-        for hyp, ref in pairs
-    )
+    correct = sum(sum(_named_slots(hyp, ref)) for hyp, ref in pairs)
     return correct / sum(len(ref.objects) for _, ref in pairs)
+
+
+def named_slots(hyp: str, ref: str) -> list[bool]:
+    """For each object slot of the reference caption ``ref``, whether ``hyp`` names its
+    object in that slot, as :func:`object_accuracy` counts it."""
+    ((parsed_hyp, parsed_ref),) = _parse_pairs([hyp], [ref])
+    return _named_slots(parsed_hyp, parsed_ref)
+
+
+def _named_slots(hyp: ParsedCaption, ref: ParsedCaption) -> list[bool]:
+    return [i < len(hyp.objects) and hyp.objects[i] == name for i, name in enumerate(ref.objects)]
 
 
 def relation_accuracy(hyps: list[str], refs: list[str]) -> float:

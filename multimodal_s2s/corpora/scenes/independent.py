@@ -40,7 +40,9 @@ file                    JPEG quality 95, 4:4:4           JPEG quality 90, 4:2:0
 
 Build them with ``python -m multimodal_s2s.corpora.scenes.prepare OUT_DIR
 --num-independent-dev N --num-independent-test M``: ``OUT_DIR/independent_<dev|test>.jsonl``,
-images under ``OUT_DIR/independent_images/``. The background families are split between
+images under ``OUT_DIR/independent_images/``. Their rows add, in caption order, each
+object's ``centres`` and ``sizes`` (its drawn box, ``[width, height]`` in pixels), and the
+scene's random choices (``composition``). The background families are split between
 the two (about a third to dev), so dev choices cannot be fitted to test's backgrounds.
 """
 
@@ -66,7 +68,8 @@ from multimodal_s2s.data.scene_captions import (
 )
 from multimodal_s2s.errors import InputError
 
-VERSION = 2  # 2: soft edges keep a translucent stamp's alpha; hard edges keep 32-127
+# 2: soft edges keep a translucent stamp's alpha; hard edges keep 32-127. 3: rows add "sizes"
+VERSION = 3
 INDEPENDENT_SPLITS = ("independent_dev", "independent_test")
 # The corpus split whose object pairs each independent split draws.
 PAIRS_FROM = {"independent_dev": "dev", "independent_test": "test"}
@@ -420,7 +423,8 @@ def _draw_split(
         scene = compositor.render(scene_id, names, stamps, background)
         path = image_dir / f"{scene_id}.jpg"
         scene.image.save(path, "JPEG", **JPEG_OPTIONS)
-        centre_of = {name: p.centre for name, p in zip(names, scene.placements, strict=True)}
+        place_of = dict(zip(names, scene.placements, strict=True))
+        in_order = [place_of[name] for name in scene.caption.objects]
         rows.append(
             {
                 "image": str(path),
@@ -431,7 +435,8 @@ def _draw_split(
                 "relation": scene.caption.relation,
                 "background": background,
                 "id": scene_id,
-                "centres": [list(centre_of[name]) for name in scene.caption.objects],
+                "centres": [list(place.centre) for place in in_order],
+                "sizes": [[place.width, place.height] for place in in_order],
                 "composition": scene.composition,
             }
         )
